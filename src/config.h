@@ -1,0 +1,159 @@
+/*
+ * config.h — sesrelay.conf: one read-only snapshot of the whole
+ * configuration, credentials included.
+ *
+ * config_load() parses the INI file with inih, driven by one key table,
+ * applies SESRELAY_<SECTION>_<KEY> environment overrides (which win over the
+ * file), fills defaults, validates every value and resolves the SES SMTP
+ * credentials (see "Credential chain" below).  The result is never modified
+ * afterwards: a reload loads a new snapshot and swaps it in; sessions keep
+ * the snapshot they began with (config_ref/config_unref).
+ *
+ * Errors are reported as one line in err, naming the file, the line where
+ * known, the section and key, and what is wrong, e.g.
+ *   "/etc/sesrelay/sesrelay.conf:12: [relay] max_clients: not a number: 'lots'"
+ *   "SESRELAY_RELAY_MODE: [relay] mode: must be spool or passthrough, not 'x'"
+ * Warnings (an unknown but valid region, ...) are passed to log_warnx().
+ */
+#ifndef SESRELAY_CONFIG_H
+#define SESRELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define CONFIG_ERR_MAX 512
+
+enum relay_mode { RELAY_MODE_SPOOL, RELAY_MODE_PASSTHROUGH };
+enum upstream_tls { UPSTREAM_TLS_STARTTLS, UPSTREAM_TLS_IMPLICIT };
+enum auth_policy { AUTH_OFF, AUTH_OPTIONAL, AUTH_REQUIRED };
+enum bounce_policy { BOUNCE_DSN, BOUNCE_NONE };
+
+/* One entry of [relay] listen. */
+struct listen_spec {
+	char *text;			/* as written, for logs */
+	int is_unix;
+	char *unix_path;		/* is_unix: the socket path */
+	struct sockaddr_storage addr;	/* !is_unix: numeric address + port */
+	socklen_t addrlen;
+};
+
+/* One entry of [relay] allow: a network in CIDR form. */
+struct cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network bytes (4 used for AF_INET) */
+	unsigned prefix;		/* 0..32 or 0..128 */
+};
+
+/* One [sender P] section.  Unset values are NULL. */
+struct sender_rule {
+	char *pattern;			/* "user@domain", "domain" or "*", lower case */
+	char *source_arn;
+	char *from_arn;
+	char *return_path_arn;
+	char *configuration_set;
+};
+
+struct config {
+	char *path;			/* the file it was loaded from */
+
+	/* [relay] */
+	struct listen_spec *listen;	/* default: 127.0.0.1:25 [::1]:25 */
+	size_t nlisten;
+	enum relay_mode mode;		/* default spool */
+	char *spool_dir;		/* default /var/spool/sesrelay */
+	char *hostname;			/* default: gethostname() */
+	struct cidr *allow;		/* default 127.0.0.0/8 ::1/128 */
+	size_t nallow;
+	unsigned max_clients;		/* default 500 */
+	uint64_t max_message_size;	/* bytes; default 40M = 41943040 */
+	unsigned max_recipients;	/* default 1000 */
+	unsigned timeout;		/* seconds; default 300 */
+	char *tls_cert;			/* NULL unless set; both or neither */
+	char *tls_key;
+	enum auth_policy auth;		/* default off */
+	char *sasl_service;		/* default "sesrelay" */
+	char *user;			/* NULL: do not drop privileges */
+	enum log_format log_format;	/* default text */
+	char *metrics_listen;		/* NULL: off; else "host:port" */
+
+	/* [ses] */
+	char *region;			/* default: AWS_REGION, then us-east-1 */
+	char *endpoint_host;		/* default email-smtp.<region>.amazonaws.com */
+	unsigned endpoint_port;		/* default 587 (starttls) / 465 (implicit) */
+	enum upstream_tls tls;		/* default starttls */
+	char *tls_verify_name;		/* default: the regional host name, or the
+					 * FIPS host when endpoint is the FIPS one */
+	char *ca_file;			/* NULL: the system trust store */
+	char *access_key_id;		/* the SMTP user name (resolved) */
+	char *smtp_password;		/* the derived SMTP password (secret) */
+	char *credential_source;	/* where they came from, for -n and logs,
+					 * e.g. "secret_access_key_file /etc/x" */
+	char *aws_profile;		/* as configured (NULL: AWS_PROFILE/default) */
+	unsigned max_connections;	/* default 4 */
+	double max_send_rate;		/* recipients per second; 0 = off */
+	char *configuration_set;	/* NULL unless set */
+	char *message_tags;		/* validated "k=v, k2=v2"; NULL unless set */
+	char *null_sender;		/* NULL: MAIL FROM:<> is refused */
+	unsigned session_messages;	/* default 300 */
+
+	/* [queue] */
+	unsigned retry_min;		/* seconds; default 5 */
+	unsigned retry_max;		/* seconds; default 1200 */
+	unsigned lifetime;		/* seconds; default 5d = 432000 */
+	enum bounce_policy bounce;	/* default dsn */
+
+	/* [sender P] sections, in file order */
+	struct sender_rule *senders;
+	size_t nsenders;
+
+	int refs;			/* config_ref/config_unref */
+};
+
+/*
+ * Load, validate and resolve path.  On success returns a snapshot with one
+ * reference.  On failure returns NULL and writes one line to err.
+ *
+ * Credential chain, first match wins:
+ *  1. smtp_password_file (an already derived password) + access_key_id
+ *  2. access_key_id + secret_access_key_file, else secret_access_key
+ *  3. AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY from the environment
+ *  4. the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
+ *     ~/.aws/credentials), profile aws_profile, else AWS_PROFILE, else
+ *     "default"
+ * ("access_key_id" etc. include their SESRELAY_SES_* overrides.)
+ * Refused: key ids starting ASIA and AWS_SESSION_TOKEN set (temporary
+ * credentials), a v2 or malformed smtp_password_file, secret files that
+ * are world-readable, no credentials at all.
+ *
+ * need_credentials = 0 skips the credential chain (for tools that do not
+ * talk to SES); the snapshot then has access_key_id/smtp_password NULL.
+ */
+struct config *config_load(const char *path, int need_credentials,
+    char err[CONFIG_ERR_MAX]);
+
+struct config *config_ref(struct config *cfg);
+/* Drop a reference; the last one frees everything, wiping secrets. */
+void config_unref(struct config *cfg);
+
+/*
+ * The [sender P] rule for address (case-insensitive): an exact
+ * "user@domain" pattern beats a "domain" pattern, which beats a pattern
+ * for a parent domain ("example.com" matches "a@mail.example.com"), which
+ * beats "*".  NULL if nothing matches or address is NULL/empty.
+ */
+const struct sender_rule *config_sender_match(const struct config *cfg,
+    const char *address);
+
+/* 1 if sa (AF_INET/AF_INET6; v4-mapped v6 counts as v4) is inside one of
+ * cfg->allow; AF_UNIX is always allowed. */
+int config_client_allowed(const struct config *cfg, const struct sockaddr *sa);
+
+/* Parsers for the value syntaxes, exported for tests and for other tools.
+ * Each returns 0, or -1 on a malformed value. */
+int config_parse_size(const char *s, uint64_t *out);		/* 10, 64K, 40M */
+int config_parse_duration(const char *s, unsigned *out);	/* 30, 5s, 5m, 2h, 5d */
+
+#endif
