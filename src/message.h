@@ -1,0 +1,46 @@
+/*
+ * message.h — what the relay does to a message on its way from a client
+ * to SES, the same in both modes: the fail-early checks (what SES is
+ * known to refuse is refused at DATA, with SES's reason) and the rewrite
+ * (client X-SES-* fields out; ours and one Received: line in; nothing
+ * else touched).
+ */
+#ifndef SESRELAY_MESSAGE_H
+#define SESRELAY_MESSAGE_H
+
+#include <stdint.h>
+
+#include "relay_client.h"
+
+struct evbuffer;
+struct config;
+
+/* Who handed us the message, for the Received: line. */
+struct message_origin {
+	const char *helo;	/* as the client said it */
+	const char *client;	/* "192.0.2.1:4567" or "unix:/run/..." */
+	const char *protocol;	/* "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
+	const char *id;		/* session or queue id */
+	const char *rcpt_for;	/* the recipient if there is just one */
+};
+
+/*
+ * Check a received message (raw: content after dot-unstuffing; flags: the
+ * smtp_data_reader flags; size: its length, which may exceed what raw
+ * holds when the message was cut off at max_message_size).  Returns 0 if
+ * it may be relayed, or -1 with the refusal in *reply.
+ */
+int message_check(const struct config *cfg, struct evbuffer *raw,
+    unsigned flags, uint64_t size, struct relay_reply *reply);
+
+/*
+ * Move raw (checked) into out as it must go upstream: the X-SES-* fields
+ * chosen by cfg for the envelope sender and the From: address at the top,
+ * then the Received: line, then the client's header without its X-SES-*
+ * fields, then the body, untouched.  raw is left empty.
+ */
+void message_build(const struct config *cfg, const char *envelope_sender,
+    const struct message_origin *origin, struct evbuffer *raw,
+    struct evbuffer *out);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * sesrelay.c — the admin tool: passwd, check, queue, flush.
+ * See sesrelay(8).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "relay_client.h"
+#include "ses_auth.h"
+#include "spool.h"
+#include "xmalloc.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: sesrelay passwd [--region REGION]   (secret on stdin)\n"
+	    "       sesrelay check [-c file]\n"
+	    "       sesrelay queue [-c file]\n"
+	    "       sesrelay flush [-c file]\n");
+	exit(2);
+}
+
+/* Read one line from stdin without echoing it on a terminal. */
+static int
+read_secret(char *buf, size_t buflen)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO) &&
+	    tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		fprintf(stderr, "Secret access key: ");
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	char *got = fgets(buf, (int)buflen, stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (got == NULL)
+		return -1;
+	size_t len = strlen(buf);
+	if (len == buflen - 1 && buf[len - 1] != '\n')
+		return -1;	/* longer than any secret access key */
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	    buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		buf[--len] = '\0';
+	return 0;
+}
+
+static int
+cmd_passwd(int argc, char *argv[])
+{
+	const char *region = getenv("AWS_REGION");
+	if (region == NULL || *region == '\0')
+		region = "us-east-1";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--region") == 0 && i + 1 < argc)
+			region = argv[++i];
+		else if (strncmp(argv[i], "--region=", 9) == 0)
+			region = argv[i] + 9;
+		else
+			usage();
+	}
+	if (!ses_auth_region_valid(region)) {
+		fprintf(stderr, "sesrelay passwd: '%s' is not a region name "
+		    "(like us-east-1)\n", region);
+		return 2;
+	}
+	if (!ses_auth_region_known(region))
+		fprintf(stderr, "sesrelay passwd: warning: region %s is not "
+		    "known to have an SES SMTP endpoint; deriving anyway\n",
+		    region);
+
+	char secret[512], password[SES_SMTP_PASSWORD_LEN + 1];
+	if (read_secret(secret, sizeof(secret)) != 0 || secret[0] == '\0') {
+		wipe(secret, sizeof(secret));
+		fprintf(stderr, "sesrelay passwd: no secret access key on "
+		    "standard input (it is never taken from the command "
+		    "line)\n");
+		return 2;
+	}
+	int rc = ses_auth_smtp_password(secret, strlen(secret), region,
+	    password);
+	wipe(secret, sizeof(secret));
+	if (rc != 0) {
+		fprintf(stderr, "sesrelay passwd: cannot derive a password\n");
+		return 1;
+	}
+	printf("%s\n", password);
+	wipe(password, sizeof(password));
+	return 0;
+}
+
+struct check_state {
+	struct event_base *base;
+	int ok;
+	int done;
+};
+
+static void
+check_trace(const char *step, int ok, const char *detail, void *arg)
+{
+	printf("%-12s %-4s %s\n", step, ok ? "ok" : "FAIL", detail);
+	fflush(stdout);
+}
+
+static void
+check_done(const struct relay_result *res, void *arg)
+{
+	struct check_state *st = arg;
+	st->ok = res->status == RELAY_OK;
+	st->done = 1;
+	if (!st->ok)
+		printf("result       FAIL %d %s %s\n", res->reply.code,
+		    res->reply.enhanced, res->reply.text);
+	else
+		printf("result       ok   SES accepted the relay's "
+		    "credentials\n");
+	event_base_loopexit(st->base, NULL);
+}
+
+static const char *
+config_path_arg(int argc, char *argv[])
+{
+	const char *path = SYSCONFDIR "/sesrelay/sesrelay.conf";
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, "c:")) != -1) {
+		if (ch == 'c')
+			path = optarg;
+		else
+			usage();
+	}
+	if (optind != argc)
+		usage();
+	return path;
+}
+
+static int
+cmd_check(int argc, char *argv[])
+{
+	char err[CONFIG_ERR_MAX];
+	const char *path = config_path_arg(argc, argv);
+	struct config *cfg = config_load(path, 1, err);
+	if (cfg == NULL) {
+		fprintf(stderr, "sesrelay check: %s\n", err);
+		return 2;
+	}
+	printf("%-12s %-4s %s (credentials: %s)\n", "config", "ok", cfg->path,
+	    cfg->credential_source);
+	printf("%-12s %-4s %s:%u, tls %s, certificate name %s\n", "endpoint",
+	    "ok", cfg->endpoint_host, cfg->endpoint_port,
+	    cfg->tls == UPSTREAM_TLS_STARTTLS ? "starttls" : "implicit",
+	    cfg->tls_verify_name);
+
+	struct check_state st = { .base = event_base_new() };
+	struct evdns_base *dns = evdns_base_new(st.base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	struct relay_pool *pool = relay_pool_new(st.base, dns, cfg, err,
+	    sizeof(err));
+	if (pool == NULL) {
+		fprintf(stderr, "sesrelay check: %s\n", err);
+		return 2;
+	}
+	relay_pool_set_trace(pool, check_trace, NULL);
+	relay_probe(pool, check_done, &st);
+	event_base_dispatch(st.base);
+	relay_pool_free(pool);
+	evdns_base_free(dns, 0);
+	event_base_free(st.base);
+	config_unref(cfg);
+	return st.done && st.ok ? 0 : 1;
+}
+
+static void
+print_entry(struct spool_envelope *env, void *arg)
+{
+	size_t *count = arg;
+	size_t left = 0;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpt_state[i] == SPOOL_RCPT_PENDING)
+			left++;
+	time_t age = time(NULL) - env->created;
+	printf("%-16s %7llds %-6s %6llu <%s> %zu/%zu %u %s\n", env->id,
+	    (long long)age, env->is_bounce ? "bounce" : "mail",
+	    (unsigned long long)env->size, env->sender, left, env->nrcpts,
+	    env->attempts, env->last_error != NULL ? env->last_error : "-");
+	(*count)++;
+	spool_envelope_free(env);
+}
+
+static int
+cmd_queue(int argc, char *argv[])
+{
+	char err[CONFIG_ERR_MAX];
+	int flush = strcmp(argv[0], "flush") == 0;
+	struct config *cfg = config_load(config_path_arg(argc, argv), 0, err);
+	if (cfg == NULL) {
+		fprintf(stderr, "sesrelay %s: %s\n", argv[0], err);
+		return 2;
+	}
+	if (cfg->mode != RELAY_MODE_SPOOL) {
+		fprintf(stderr, "sesrelay %s: mode = passthrough keeps no "
+		    "queue\n", argv[0]);
+		config_unref(cfg);
+		return 1;
+	}
+	if (flush) {
+		char path[4096];
+		long pid = 0;
+		snprintf(path, sizeof(path), "%s/sesrelayd.pid",
+		    cfg->spool_dir);
+		FILE *f = fopen(path, "re");
+		if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1 ||
+		    kill((pid_t)pid, SIGUSR1) != 0) {
+			fprintf(stderr, "sesrelay flush: cannot signal the "
+			    "daemon (pid file %s): %s\n", path,
+			    pid > 1 ? strerror(errno) : "no daemon running");
+			if (f != NULL)
+				fclose(f);
+			config_unref(cfg);
+			return 1;
+		}
+		fclose(f);
+		printf("sesrelay flush: asked sesrelayd (pid %ld) to retry "
+		    "every queued message now\n", pid);
+		config_unref(cfg);
+		return 0;
+	}
+	struct spool *sp = spool_open(NULL, cfg->spool_dir, err, sizeof(err));
+	if (sp == NULL) {
+		fprintf(stderr, "sesrelay queue: %s\n", err);
+		config_unref(cfg);
+		return 1;
+	}
+	size_t count = 0;
+	printf("%-16s %8s %-6s %6s %s %s %s %s\n", "id", "age", "kind", "size",
+	    "sender", "left/rcpts", "attempts", "last-error");
+	spool_scan(sp, print_entry, &count);
+	printf("%zu message%s in %s/queue\n", count, count == 1 ? "" : "s",
+	    cfg->spool_dir);
+	spool_close(sp);
+	config_unref(cfg);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	log_init("sesrelay", 1, 0);
+	if (argc < 2)
+		usage();
+	argc--;
+	argv++;
+	if (strcmp(argv[0], "passwd") == 0)
+		return cmd_passwd(argc, argv);
+	if (strcmp(argv[0], "check") == 0)
+		return cmd_check(argc, argv);
+	if (strcmp(argv[0], "queue") == 0 || strcmp(argv[0], "flush") == 0)
+		return cmd_queue(argc, argv);
+	if (strcmp(argv[0], "-V") == 0 || strcmp(argv[0], "--version") == 0) {
+		printf("sesrelay %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	usage();
+}

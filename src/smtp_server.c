@@ -1,0 +1,1017 @@
+/* smtp_server.c — see smtp_server.h. */
+#include "smtp_server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "addr.h"
+#include "config.h"
+#include "log.h"
+#include "message.h"
+#include "queue.h"
+#include "relay_client.h"
+#include "smtp_parse.h"
+#include "spool.h"
+#include "tailq.h"
+#include "xmalloc.h"
+
+/* Replies queued but not yet read by a pipelining client: stop reading
+ * commands past this, so a client cannot make us buffer without limit. */
+#define OUTPUT_HIGH	(64 * 1024)
+/* Raw input held at most (a command line or a DATA chunk). */
+#define INPUT_HIGH	(256 * 1024)
+/* Errors (unknown commands, bad syntax) before we hang up. */
+#define MAX_ERRORS	20
+/* How long SIGTERM waits for busy sessions. */
+#define SHUTDOWN_GRACE	30
+
+enum sess_state {
+	SS_CONNECTED,	/* greeted, no HELO/EHLO yet */
+	SS_READY,	/* HELO/EHLO done, no transaction */
+	SS_MAIL,	/* MAIL accepted */
+	SS_RCPT,	/* at least one RCPT accepted */
+	SS_DATA,	/* reading the message */
+	SS_RELAYING,	/* waiting for the upstream (passthrough) or for
+			 * the spool to make the message durable */
+	SS_CLOSING	/* final reply queued; close once written */
+};
+
+static const char *sess_state_names[] = {
+	"connected", "ready", "mail", "rcpt", "data", "relaying", "closing"
+};
+
+struct listener {
+	TAILQ_ENTRY(listener) entry;
+	struct evconnlistener *evl;
+	char *text;
+	char *unix_path;
+};
+
+struct session;
+TAILQ_HEAD(session_list, session);
+TAILQ_HEAD(listener_list, listener);
+
+struct smtp_server {
+	struct event_base *base;
+	struct config *cfg;
+	struct relay_pool *pool;
+	struct spool *spool;		/* spool mode */
+	struct queue *queue;
+	struct listener_list listeners;
+	struct session_list sessions;
+	unsigned nsessions;
+	uint64_t next_id;
+	int shutting_down;
+	void (*drained)(void *);
+	void *drained_arg;
+	struct event *grace_ev;
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct smtp_server *srv;
+	struct config *cfg;
+	char id[24];
+	char client[ADDR_STR_MAX];
+	enum sess_state state;
+	struct bufferevent *bev;
+	char helo[256];
+	int esmtp;
+	unsigned nerrors;
+	int discarding;		/* skipping the rest of an overlong line */
+	/* the transaction */
+	char *sender;		/* as relayed (null_sender for <>) */
+	int null_path;
+	char **rcpts;
+	size_t nrcpts;
+	int eightbit;
+	struct smtp_data_reader dr;
+	struct evbuffer *data;	/* the message as received, unstuffed */
+	struct relay_job *job;
+	struct pending_commit *commit;
+	struct timespec t_data;	/* when the final dot arrived */
+	unsigned ntx;		/* transactions in this session */
+};
+
+/* A message on its way to disk.  It outlives its session if the client
+ * hangs up: a message that became durable is queued all the same. */
+struct pending_commit {
+	struct smtp_server *srv;
+	struct session *s;		/* NULL once the session is gone */
+	struct spool_envelope *env;
+};
+
+static void session_process(struct session *);
+static void session_free(struct session *);
+
+/* ---- replies and states ---- */
+
+static void
+reply(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* The only place ->state changes. */
+static void
+set_state(struct session *s, enum sess_state st)
+{
+	if (s->state == SS_CLOSING && st != SS_CLOSING)
+		fatalx("session %s: leaving closing state for %s", s->id,
+		    sess_state_names[st]);
+	log_debug("session %s state %s -> %s", s->id,
+	    sess_state_names[s->state], sess_state_names[st]);
+	s->state = st;
+}
+
+static void
+set_read_timeout(struct session *s, int on)
+{
+	struct timeval tv = { (time_t)s->cfg->timeout, 0 };
+	bufferevent_set_timeouts(s->bev, on ? &tv : NULL, &tv);
+}
+
+/* Queue a last reply; the session closes once it is written. */
+static void
+close_after(struct session *s)
+{
+	set_state(s, SS_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+}
+
+static void
+tx_reset(struct session *s)
+{
+	free(s->sender);
+	s->sender = NULL;
+	s->null_path = 0;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	s->eightbit = 0;
+	if (s->data != NULL)
+		evbuffer_drain(s->data, evbuffer_get_length(s->data));
+}
+
+/* Count a client error; 1 if the session was closed for too many. */
+static int
+client_error(struct session *s)
+{
+	if (++s->nerrors < MAX_ERRORS)
+		return 0;
+	log_info("session %s client=%s closed: too many errors", s->id,
+	    s->client);
+	reply(s, "421 4.7.0 %s Too many errors, closing connection",
+	    s->cfg->hostname);
+	close_after(s);
+	return 1;
+}
+
+/* ---- commands ---- */
+
+static int
+valid_helo(const char *arg)
+{
+	if (*arg == '\0' || strlen(arg) >= 256)
+		return 0;
+	for (const char *p = arg; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return 0;
+	return 1;
+}
+
+static void
+cmd_helo(struct session *s, const char *args, int esmtp)
+{
+	if (!valid_helo(args)) {
+		reply(s, "501 5.5.4 Syntax: %s hostname",
+		    esmtp ? "EHLO" : "HELO");
+		client_error(s);
+		return;
+	}
+	tx_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", args);
+	s->esmtp = esmtp;
+	set_state(s, SS_READY);
+	if (!esmtp) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	reply(s, "250-%s Hello %s", s->cfg->hostname, s->helo);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+	reply(s, "250-8BITMIME");
+	reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+cmd_mail(struct session *s, const char *args)
+{
+	struct smtp_mail_args ma;
+	const char *why = "Syntax error";
+
+	if (s->state == SS_MAIL || s->state == SS_RCPT) {
+		reply(s, "503 5.5.1 Error: nested MAIL command");
+		client_error(s);
+		return;
+	}
+	if (s->srv->shutting_down) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		close_after(s);
+		return;
+	}
+	enum smtp_path_result r = args == NULL ? SMTP_PATH_SYNTAX :
+	    smtp_parse_mail_args(args, &ma, &why);
+	switch (r) {
+	case SMTP_PATH_OK:
+		break;
+	case SMTP_PATH_NON_ASCII:
+		reply(s, "553 5.6.7 %s (SMTPUTF8 is not supported: SES does "
+		    "not take internationalized addresses over SMTP)", why);
+		client_error(s);
+		return;
+	case SMTP_PATH_UNKNOWN_PARAM:
+		reply(s, "555 5.5.4 %s", why);
+		client_error(s);
+		return;
+	default:
+		reply(s, "501 5.5.4 %s", why);
+		client_error(s);
+		return;
+	}
+	if (ma.has_size && ma.size > s->cfg->max_message_size) {
+		reply(s, "552 5.3.4 Message size exceeds fixed limit of %llu "
+		    "bytes", (unsigned long long)s->cfg->max_message_size);
+		return;
+	}
+	if (ma.address[0] == '\0') {
+		if (s->cfg->null_sender == NULL) {
+			reply(s, "550 5.7.1 The null sender <> is not accepted: "
+			    "SES refuses it (see null_sender in "
+			    "sesrelay.conf(5))");
+			return;
+		}
+		s->sender = xstrdup(s->cfg->null_sender);
+		s->null_path = 1;
+	} else {
+		s->sender = xstrdup(ma.address);
+	}
+	s->eightbit = ma.body == SMTP_BODY_8BITMIME;
+	set_state(s, SS_MAIL);
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct session *s, const char *args)
+{
+	char address[SMTP_PATH_MAX];
+	const char *why = "Syntax error";
+
+	if (s->state != SS_MAIL && s->state != SS_RCPT) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		client_error(s);
+		return;
+	}
+	enum smtp_path_result r = args == NULL ? SMTP_PATH_SYNTAX :
+	    smtp_parse_rcpt_args(args, address, &why);
+	if (r != SMTP_PATH_OK) {
+		if (r == SMTP_PATH_NON_ASCII)
+			reply(s, "553 5.6.7 %s (SMTPUTF8 is not supported)", why);
+		else if (r == SMTP_PATH_UNKNOWN_PARAM)
+			reply(s, "555 5.5.4 %s", why);
+		else
+			reply(s, "501 5.5.4 %s", why);
+		client_error(s);
+		return;
+	}
+	if (strchr(address, '@') == NULL) {
+		reply(s, "550 5.1.3 <%s>: Recipient address must be a full "
+		    "address (user@domain)", address);
+		return;
+	}
+	size_t limit = s->cfg->max_recipients;
+	if (s->cfg->mode == RELAY_MODE_PASSTHROUGH && limit > RELAY_MAX_RCPTS)
+		limit = RELAY_MAX_RCPTS;
+	if (s->nrcpts >= limit) {
+		reply(s, "452 4.5.3 Too many recipients (at most %zu per "
+		    "message%s)", limit,
+		    s->cfg->mode == RELAY_MODE_PASSTHROUGH ?
+		    " in passthrough mode, as SES takes" : "");
+		return;
+	}
+	s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1, sizeof(*s->rcpts));
+	s->rcpts[s->nrcpts++] = xstrdup(address);
+	set_state(s, SS_RCPT);
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+cmd_data(struct session *s, const char *args)
+{
+	if (s->state != SS_RCPT) {
+		reply(s, s->state == SS_MAIL ?
+		    "554 5.5.1 Error: no valid recipients" :
+		    "503 5.5.1 Error: need RCPT command");
+		client_error(s);
+		return;
+	}
+	if (args != NULL && *args != '\0') {
+		reply(s, "501 5.5.4 Syntax: DATA");
+		client_error(s);
+		return;
+	}
+	if (s->data == NULL)
+		s->data = evbuffer_new();
+	smtp_data_init(&s->dr);
+	set_state(s, SS_DATA);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* ---- the finished message ---- */
+
+static const char *
+protocol_name(const struct session *s)
+{
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+static void
+relay_done(const struct relay_result *res, void *arg)
+{
+	struct session *s = arg;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double delay = (double)(now.tv_sec - s->t_data.tv_sec) +
+	    (double)(now.tv_nsec - s->t_data.tv_nsec) / 1e9;
+	const struct relay_reply *r = &res->reply;
+	const char *enh = r->enhanced[0] != '\0' ? r->enhanced :
+	    r->code < 300 ? "2.0.0" : r->code < 500 ? "4.0.0" : "5.0.0";
+
+	s->job = NULL;
+	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
+	    "reply=\"%d %s %s\" ses_id=%s delay=%.3f", s->id, s->sender,
+	    s->nrcpts, (size_t)s->dr.total,
+	    res->status == RELAY_OK ? "sent" :
+	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",
+	    r->code, enh, r->text,
+	    res->ses_message_id[0] ? res->ses_message_id : "-", delay);
+	reply(s, "%d %s %s", r->code, enh, r->text);
+	tx_reset(s);
+	set_state(s, SS_READY);
+	set_read_timeout(s, 1);
+	if (s->srv->shutting_down) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		close_after(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* Back on the event loop after the spool's fsyncs. */
+static void
+spool_done(int error, void *arg)
+{
+	struct pending_commit *pc = arg;
+	struct session *s = pc->s;
+	struct spool_envelope *env = pc->env;
+
+	if (error == 0) {
+		log_info("queued id=%s from=<%s> rcpts=%zu size=%llu client=%s",
+		    env->id, env->sender, env->nrcpts,
+		    (unsigned long long)env->size,
+		    s != NULL ? s->client : "(gone)");
+		if (s != NULL)
+			reply(s, "250 2.0.0 Ok: queued as %s", env->id);
+		queue_add(pc->srv->queue, env);
+	} else {
+		log_warnx("spool write failed id=%s: %s", env->id,
+		    strerror(error));
+		if (s != NULL) {
+			if (error == ENOSPC || error == EDQUOT)
+				reply(s, "452 4.3.1 Insufficient system storage");
+			else
+				reply(s, "451 4.3.0 Error: queue file write "
+				    "error: %s", strerror(error));
+		}
+		spool_envelope_free(env);
+	}
+	free(pc);
+	if (s == NULL)
+		return;
+	s->commit = NULL;
+	tx_reset(s);
+	set_state(s, SS_READY);
+	set_read_timeout(s, 1);
+	if (s->srv->shutting_down) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		close_after(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* Spool mode: the message is accepted once it is durable on disk. */
+static void
+spool_message(struct session *s, const struct message_origin *origin_in)
+{
+	struct spool_envelope *env = xcalloc(1, sizeof(*env));
+	struct message_origin origin = *origin_in;
+
+	spool_new_id(s->srv->spool, env->id);
+	origin.id = env->id;
+	env->created = time(NULL);
+	env->sender = xstrdup(s->sender);
+	env->null_path = s->null_path;
+	env->nrcpts = s->nrcpts;
+	env->rcpts = xcalloc(s->nrcpts, sizeof(*env->rcpts));
+	for (size_t i = 0; i < s->nrcpts; i++)
+		env->rcpts[i] = xstrdup(s->rcpts[i]);
+	env->rcpt_state = xcalloc(s->nrcpts, 1);
+	env->rcpt_error = xcalloc(s->nrcpts, sizeof(*env->rcpt_error));
+
+	struct evbuffer *msg = evbuffer_new();
+	message_build(s->cfg, s->sender, &origin, s->data, msg);
+	env->size = evbuffer_get_length(msg);
+
+	struct pending_commit *pc = xcalloc(1, sizeof(*pc));
+	pc->srv = s->srv;
+	pc->s = s;
+	pc->env = env;
+	if (spool_commit(s->srv->spool, env, msg, spool_done, pc) == NULL) {
+		int error = errno;
+		evbuffer_free(msg);
+		pc->s = NULL;
+		free(pc);
+		log_warnx("spool write failed id=%s: %s", env->id,
+		    strerror(error));
+		if (error == ENOSPC || error == EDQUOT)
+			reply(s, "452 4.3.1 Insufficient system storage");
+		else
+			reply(s, "451 4.3.0 Error: queue file write error: %s",
+			    strerror(error));
+		spool_envelope_free(env);
+		tx_reset(s);
+		set_state(s, SS_READY);
+		return;
+	}
+	evbuffer_free(msg);
+	s->commit = pc;
+	set_state(s, SS_RELAYING);
+	set_read_timeout(s, 0);
+}
+
+static void
+data_done(struct session *s)
+{
+	struct relay_reply refusal;
+
+	clock_gettime(CLOCK_MONOTONIC, &s->t_data);
+	s->ntx++;
+	if (s->dr.flags & SMTP_DATA_LOOSE_END) {
+		/* The client thinks its data ended: whatever it sends next
+		 * cannot be trusted to be commands (SMTP smuggling). */
+		log_info("session %s client=%s refused: bare LF/CR before "
+		    "the end of data; closing", s->id, s->client);
+		reply(s, "550 5.6.0 Message refused: bare CR or LF at the end "
+		    "of data; lines must end with CRLF (SMTP smuggling "
+		    "protection)");
+		tx_reset(s);
+		close_after(s);
+		return;
+	}
+	if (message_check(s->cfg, s->data, s->dr.flags, s->dr.total,
+	    &refusal) != 0) {
+		log_info("delivery id=%s from=<%s> rcpts=%zu size=%llu "
+		    "status=refused reply=\"%d %s %s\"", s->id, s->sender,
+		    s->nrcpts, (unsigned long long)s->dr.total, refusal.code,
+		    refusal.enhanced, refusal.text);
+		reply(s, "%d %s %s", refusal.code, refusal.enhanced,
+		    refusal.text);
+		tx_reset(s);
+		set_state(s, SS_READY);
+		return;
+	}
+
+	char id[40];
+	snprintf(id, sizeof(id), "%s.%u", s->id, s->ntx);
+	struct message_origin origin = {
+		.helo = s->helo, .client = s->client,
+		.protocol = protocol_name(s), .id = id,
+		.rcpt_for = s->nrcpts == 1 ? s->rcpts[0] : NULL,
+	};
+	if (s->cfg->mode == RELAY_MODE_SPOOL) {
+		spool_message(s, &origin);
+		return;
+	}
+	/* passthrough: straight to SES; the client gets SES's reply */
+	struct relay_msg *msg = relay_msg_new(id, s->sender);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		relay_msg_add_rcpt(msg, s->rcpts[i]);
+	msg->eightbit = s->eightbit;
+	msg->all_or_nothing = 1;
+	message_build(s->cfg, s->sender, &origin, s->data, msg->body);
+	set_state(s, SS_RELAYING);
+	set_read_timeout(s, 0);
+	s->job = relay_submit(s->srv->pool, msg, relay_done, s);
+}
+
+static void
+data_emit(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+	/* keep counting past the limit, but stop storing */
+	if (evbuffer_get_length(s->data) + n <= s->cfg->max_message_size)
+		evbuffer_add(s->data, p, n);
+}
+
+/* Feed input to the DATA reader; 1 if the message is complete. */
+static int
+session_read_data(struct session *s, struct evbuffer *in)
+{
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		int done = 0;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t used = smtp_data_feed(&s->dr, v.iov_base, v.iov_len,
+		    data_emit, s, &done);
+		evbuffer_drain(in, used);
+		if (done)
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- the command loop ---- */
+
+static void
+session_command(struct session *s, char *line, size_t len)
+{
+	const char *args = NULL;
+	enum smtp_verb verb = smtp_parse_command(line, len, &args);
+
+	switch (verb) {
+	case SMTP_VERB_HELO:
+	case SMTP_VERB_EHLO:
+		cmd_helo(s, args != NULL ? args : "", verb == SMTP_VERB_EHLO);
+		return;
+	case SMTP_VERB_NOOP:
+		reply(s, "250 2.0.0 Ok");
+		return;
+	case SMTP_VERB_RSET:
+		tx_reset(s);
+		if (s->state != SS_CONNECTED)
+			set_state(s, SS_READY);
+		reply(s, "250 2.0.0 Ok");
+		return;
+	case SMTP_VERB_QUIT:
+		reply(s, "221 2.0.0 Bye");
+		close_after(s);
+		return;
+	case SMTP_VERB_HELP:
+		reply(s, "214 2.0.0 sesrelay: see sesrelayd(8); commands: "
+		    "HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+		return;
+	case SMTP_VERB_VRFY:
+		reply(s, "252 2.5.2 Cannot VRFY user; try RCPT to attempt "
+		    "delivery");
+		return;
+	case SMTP_VERB_EXPN:
+		reply(s, "502 5.5.1 EXPN not supported");
+		return;
+	case SMTP_VERB_STARTTLS:
+	case SMTP_VERB_AUTH:
+	case SMTP_VERB_BDAT:
+		reply(s, "502 5.5.1 Command not implemented");
+		client_error(s);
+		return;
+	case SMTP_VERB_INVALID:
+	case SMTP_VERB_UNKNOWN:
+		reply(s, "500 5.5.2 Error: command not recognized");
+		client_error(s);
+		return;
+	default:
+		break;
+	}
+	/* the transaction commands need HELO/EHLO first */
+	if (s->state == SS_CONNECTED) {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		client_error(s);
+		return;
+	}
+	switch (verb) {
+	case SMTP_VERB_MAIL:
+		cmd_mail(s, args);
+		return;
+	case SMTP_VERB_RCPT:
+		cmd_rcpt(s, args);
+		return;
+	case SMTP_VERB_DATA:
+		cmd_data(s, args);
+		return;
+	default:
+		fatalx("session_command: verb %d not handled", verb);
+	}
+}
+
+/* Process what the client sent, in order, until we must wait. */
+static void
+session_process(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	while (s->state != SS_CLOSING && s->state != SS_RELAYING) {
+		if (evbuffer_get_length(out) > OUTPUT_HIGH)
+			return;		/* resumed by the write callback */
+		if (s->state == SS_DATA) {
+			if (!session_read_data(s, in))
+				return;
+			data_done(s);
+			continue;
+		}
+		size_t eol_len;
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len,
+		    EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0) {
+			size_t have = evbuffer_get_length(in);
+			if (have > SMTP_LINE_MAX) {
+				/* no end in sight: drop it, answer once */
+				evbuffer_drain(in, have);
+				if (!s->discarding) {
+					s->discarding = 1;
+					reply(s, "500 5.5.2 Error: line too long");
+					if (client_error(s))
+						return;
+				}
+			}
+			return;
+		}
+		size_t len = (size_t)eol.pos;
+		if (s->discarding || len + eol_len > SMTP_LINE_MAX) {
+			evbuffer_drain(in, len + eol_len);
+			if (!s->discarding) {
+				reply(s, "500 5.5.2 Error: line too long");
+				if (client_error(s))
+					return;
+			}
+			s->discarding = 0;
+			continue;
+		}
+		char line[SMTP_LINE_MAX + 1];
+		evbuffer_remove(in, line, len);
+		evbuffer_drain(in, eol_len);
+		line[len] = '\0';
+		session_command(s, line, len);
+	}
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == SS_CLOSING) {
+		session_free(s);
+		return;
+	}
+	/* a pipelining client read its replies: go on with its commands */
+	session_process(s);
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state != SS_CLOSING) {
+			log_info("session %s client=%s timeout in state %s",
+			    s->id, s->client, sess_state_names[s->state]);
+			tx_reset(s);
+			reply(s, "421 4.4.2 %s Error: timeout exceeded",
+			    s->cfg->hostname);
+			set_state(s, SS_CLOSING);
+			bufferevent_disable(s->bev, EV_READ);
+			/* give the reply a bounded chance to be written */
+			struct timeval tv = { 5, 0 };
+			bufferevent_set_timeouts(s->bev, NULL, &tv);
+			bufferevent_enable(s->bev, EV_WRITE);
+			return;
+		}
+	}
+	if (s->state == SS_DATA || s->state == SS_RELAYING)
+		log_info("session %s client=%s lost in state %s", s->id,
+		    s->client, sess_state_names[s->state]);
+	session_free(s);
+}
+
+/* ---- sessions ---- */
+
+static void
+session_free(struct session *s)
+{
+	struct smtp_server *srv = s->srv;
+	if (s->job != NULL)
+		relay_cancel(s->job);
+	if (s->commit != NULL)
+		s->commit->s = NULL;	/* the commit goes on without us */
+	tx_reset(s);
+	if (s->data != NULL)
+		evbuffer_free(s->data);
+	bufferevent_free(s->bev);
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	srv->nsessions--;
+	log_debug("session %s closed", s->id);
+	config_unref(s->cfg);
+	free(s);
+	if (srv->shutting_down && srv->nsessions == 0 && srv->drained != NULL) {
+		void (*fn)(void *) = srv->drained;
+		srv->drained = NULL;
+		fn(srv->drained_arg);
+	}
+}
+
+/* Say one thing to a client we will not serve, then hang up. */
+static void
+refuse_connection(struct smtp_server *srv, evutil_socket_t fd,
+    const char *text)
+{
+	/* A short write on a fresh socket goes straight to the kernel
+	 * buffer; if it does not, the client loses nothing but the reason. */
+	ssize_t n = write(fd, text, strlen(text));
+	(void)n;
+	evutil_closesocket(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct config *cfg = srv->cfg;
+	char client[ADDR_STR_MAX];
+	char text[256];
+
+	if (sa->sa_family == AF_UNIX)
+		snprintf(client, sizeof(client), "local");
+	else
+		addr_format(sa, client, sizeof(client));
+	if (!config_client_allowed(cfg, sa)) {
+		log_info("connection refused client=%s reason=not-allowed",
+		    client);
+		snprintf(text, sizeof(text), "554 5.7.1 %s Access denied: "
+		    "client address not in allow list\r\n", cfg->hostname);
+		refuse_connection(srv, fd, text);
+		return;
+	}
+	if (srv->nsessions >= cfg->max_clients || srv->shutting_down) {
+		log_info("connection refused client=%s reason=%s", client,
+		    srv->shutting_down ? "shutting-down" : "max_clients");
+		snprintf(text, sizeof(text), "421 4.3.2 %s Too many "
+		    "connections, try again later\r\n", cfg->hostname);
+		refuse_connection(srv, fd, text);
+		return;
+	}
+	if (sa->sa_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+
+	struct session *s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->cfg = config_ref(cfg);
+	snprintf(s->id, sizeof(s->id), "%08llX",
+	    (unsigned long long)++srv->next_id);
+	snprintf(s->client, sizeof(s->client), "%s", client);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	srv->nsessions++;
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+	set_read_timeout(s, 1);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_debug("session %s connect client=%s", s->id, client);
+	reply(s, "220 %s ESMTP sesrelay", cfg->hostname);
+}
+
+struct smtp_server *
+smtp_server_new(struct event_base *base, struct config *cfg,
+    struct relay_pool *pool)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	srv->base = base;
+	srv->cfg = config_ref(cfg);
+	srv->pool = pool;
+	srv->next_id = ((uint64_t)time(NULL) & 0xffffff) << 20;
+	TAILQ_INIT(&srv->listeners);
+	TAILQ_INIT(&srv->sessions);
+	return srv;
+}
+
+static int
+open_socket(const struct listen_spec *ls, char *err, size_t errlen)
+{
+	int family = ls->is_unix ? AF_UNIX : ls->addr.ss_family;
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0) {
+		snprintf(err, errlen, "listen %s: socket: %s", ls->text,
+		    strerror(errno));
+		return -1;
+	}
+	if (ls->is_unix) {
+		struct sockaddr_un sun;
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		if (strlen(ls->unix_path) >= sizeof(sun.sun_path)) {
+			snprintf(err, errlen, "listen %s: path too long",
+			    ls->text);
+			close(fd);
+			return -1;
+		}
+		strcpy(sun.sun_path, ls->unix_path);
+		struct stat st;
+		if (lstat(ls->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(ls->unix_path);	/* stale, from a past run */
+		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+		    chmod(ls->unix_path, 0666) != 0) {
+			snprintf(err, errlen, "listen %s: %s", ls->text,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+	} else {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			    sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&ls->addr,
+		    ls->addrlen) != 0) {
+			snprintf(err, errlen, "listen %s: bind: %s", ls->text,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	if (listen(fd, 511) != 0) {
+		snprintf(err, errlen, "listen %s: %s", ls->text,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < srv->cfg->nlisten; i++) {
+		const struct listen_spec *ls = &srv->cfg->listen[i];
+		int fd = open_socket(ls, err, errlen);
+		if (fd < 0)
+			return -1;
+		struct listener *l = xcalloc(1, sizeof(*l));
+		l->text = xstrdup(ls->text);
+		l->unix_path = ls->is_unix ? xstrdup(ls->unix_path) : NULL;
+		l->evl = evconnlistener_new(srv->base, accept_cb, srv,
+		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (l->evl == NULL)
+			fatalx("evconnlistener_new failed");
+		TAILQ_INSERT_TAIL(&srv->listeners, l, entry);
+		log_info("listening on %s", ls->text);
+	}
+	return 0;
+}
+
+void
+smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
+    struct queue *queue)
+{
+	srv->spool = spool;
+	srv->queue = queue;
+}
+
+void
+smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
+{
+	config_unref(srv->cfg);
+	srv->cfg = config_ref(cfg);
+}
+
+unsigned
+smtp_server_sessions(const struct smtp_server *srv)
+{
+	return srv->nsessions;
+}
+
+static void
+close_listeners(struct smtp_server *srv)
+{
+	struct listener *l;
+	while ((l = TAILQ_FIRST(&srv->listeners)) != NULL) {
+		TAILQ_REMOVE(&srv->listeners, l, entry);
+		evconnlistener_free(l->evl);
+		if (l->unix_path != NULL)
+			unlink(l->unix_path);
+		free(l->unix_path);
+		free(l->text);
+		free(l);
+	}
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct session *s;
+	log_warnx("shutdown: %u sessions still busy after %d s; closing them",
+	    srv->nsessions, SHUTDOWN_GRACE);
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		session_free(s);
+}
+
+void
+smtp_server_shutdown(struct smtp_server *srv, void (*drained)(void *),
+    void *arg)
+{
+	struct session *s, *tmp;
+
+	srv->shutting_down = 1;
+	srv->drained = drained;
+	srv->drained_arg = arg;
+	close_listeners(srv);
+	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, tmp) {
+		if (s->state == SS_CONNECTED || s->state == SS_READY ||
+		    s->state == SS_MAIL || s->state == SS_RCPT) {
+			reply(s, "421 4.3.2 %s Service shutting down",
+			    s->cfg->hostname);
+			close_after(s);
+		}
+	}
+	if (srv->nsessions == 0) {
+		srv->drained = NULL;
+		drained(arg);
+		return;
+	}
+	srv->grace_ev = evtimer_new(srv->base, grace_cb, srv);
+	struct timeval tv = { SHUTDOWN_GRACE, 0 };
+	evtimer_add(srv->grace_ev, &tv);
+}
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
+	struct session *s;
+	if (srv == NULL)
+		return;
+	srv->drained = NULL;
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		session_free(s);
+	close_listeners(srv);
+	if (srv->grace_ev != NULL)
+		event_free(srv->grace_ev);
+	config_unref(srv->cfg);
+	free(srv);
+}

@@ -1,0 +1,41 @@
+/*
+ * smtp_server.h — the inbound side: listeners and client sessions.
+ *
+ * Sessions speak ESMTP (RFC 5321) with PIPELINING, SIZE, 8BITMIME and
+ * ENHANCEDSTATUSCODES.  A finished, checked message is handed on as the
+ * mode says: in passthrough mode to the relay pool, and the client's reply
+ * to the final dot is SES's; in spool mode to the spool.  Each session
+ * keeps the configuration snapshot it began with.
+ */
+#ifndef SESRELAY_SMTP_SERVER_H
+#define SESRELAY_SMTP_SERVER_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct relay_pool;
+struct spool;
+struct queue;
+struct smtp_server;
+
+struct smtp_server *smtp_server_new(struct event_base *base,
+    struct config *cfg, struct relay_pool *pool);
+/* Spool mode: where finished messages go (set after the spool opens). */
+void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
+    struct queue *queue);
+/* Bind and listen on every cfg->listen address (before dropping
+ * privileges).  -1 and a one-line reason in err on failure. */
+int smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen);
+/* New sessions use cfg from now on. */
+void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
+/* Stop accepting; idle sessions get 421 now, busy ones after their
+ * transaction.  drained is called once no session is left. */
+void smtp_server_shutdown(struct smtp_server *srv, void (*drained)(void *),
+    void *arg);
+void smtp_server_free(struct smtp_server *srv);
+
+/* Number of open client sessions. */
+unsigned smtp_server_sessions(const struct smtp_server *srv);
+
+#endif

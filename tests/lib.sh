@@ -1,0 +1,140 @@
+# tests/lib.sh — shared by the protocol tests and ./demo: certificates, a
+# fake SES endpoint, a sesrelayd, all on loopback, all cleaned up on exit.
+# Source it after setting FAKE_SES, SESRELAYD, SESRELAY, GEN_CERTS (the
+# Makefile's test environment does; ./demo too).
+
+# The SPEC's example credentials: not a real key.
+EXAMPLE_KEY_ID=AKIAIOSFODNN7EXAMPLE
+EXAMPLE_SECRET='wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
+
+T_PIDS=()
+T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sesrelay-test.XXXXXX")
+chmod 700 "$T_DIR"
+
+t_cleanup() {
+	local pid
+	for pid in "${T_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${T_PIDS[@]}"; do
+		# bounded wait: 5 s, then force
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	[ -z "${T_UMOUNT:-}" ] || umount "$T_UMOUNT" 2>/dev/null || true
+	[ -n "${T_KEEP:-}" ] || rm -rf "$T_DIR"
+}
+trap t_cleanup EXIT
+
+t_fail() { echo "FAIL: $*" >&2; exit 1; }
+t_ok() { echo "ok - $*"; }
+
+# t_wait_file FILE [seconds]: wait until FILE exists and is non-empty.
+t_wait_file() {
+	local f=$1 n=$(( ${2:-10} * 20 ))
+	for _ in $(seq "$n"); do [ -s "$f" ] && return 0; sleep 0.05; done
+	return 1
+}
+
+# t_wait_port PORT [seconds]: wait until 127.0.0.1:PORT accepts.
+t_wait_port() {
+	local p=$1 n=$(( ${2:-10} * 20 ))
+	for _ in $(seq "$n"); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# t_free_port: a TCP port on 127.0.0.1 nobody listens on right now.
+t_free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+t_certs() {
+	bash "$GEN_CERTS" "$T_DIR/certs" >/dev/null
+	CERTS=$T_DIR/certs
+}
+
+# t_start_fake [fake_ses options...]: sets FAKE_PORT, FAKE_PID, MAILDIR.
+# After t_stop_fake, it starts again on the same port.
+t_start_fake() {
+	[ -n "${CERTS:-}" ] || t_certs
+	MAILDIR=$T_DIR/maildir
+	mkdir -p "$MAILDIR"
+	rm -f "$T_DIR/fake.port"
+	"$FAKE_SES" --listen "127.0.0.1:${FAKE_PORT:-0}" --portfile "$T_DIR/fake.port" \
+		--cert "$CERTS/ses.pem" --key "$CERTS/ses.key" \
+		--user "$EXAMPLE_KEY_ID" --secret "$EXAMPLE_SECRET" \
+		--region us-east-1 --maildir "$MAILDIR" "$@" \
+		2>>"$T_DIR/fake.log" &
+	FAKE_PID=$!
+	T_PIDS+=("$FAKE_PID")
+	t_wait_file "$T_DIR/fake.port" || t_fail "fake SES did not start: $(cat "$T_DIR/fake.log")"
+	FAKE_PORT=$(cat "$T_DIR/fake.port")
+}
+
+# t_stop_fake: a real outage — the endpoint is gone, connections refused.
+t_stop_fake() {
+	kill "$FAKE_PID"
+	wait "$FAKE_PID" 2>/dev/null || true
+}
+
+# t_config [extra lines...]: write $T_DIR/sesrelay.conf for a relay on
+# RELAY_PORT to the fake, in mode $T_MODE (default passthrough; spool uses
+# $T_DIR/spool); extra lines are appended (they may open new sections).
+# Sets CONF, RELAY_PORT, SPOOL.
+t_config() {
+	RELAY_PORT=${RELAY_PORT:-$(t_free_port)}
+	printf '%s\n' "$EXAMPLE_SECRET" >"$T_DIR/secret"
+	chmod 600 "$T_DIR/secret"
+	CONF=$T_DIR/sesrelay.conf
+	SPOOL=$T_DIR/spool
+	cat >"$CONF" <<CONF
+[relay]
+listen = 127.0.0.1:$RELAY_PORT
+mode = ${T_MODE:-passthrough}
+spool_dir = $SPOOL
+hostname = relay.test
+timeout = 30s
+
+[ses]
+region = us-east-1
+endpoint = 127.0.0.1:$FAKE_PORT
+ca_file = $CERTS/ca.pem
+access_key_id = $EXAMPLE_KEY_ID
+secret_access_key_file = $T_DIR/secret
+CONF
+	local line
+	for line in "$@"; do printf '%s\n' "$line" >>"$CONF"; done
+}
+
+# t_start_relay [sesrelayd options...]: start sesrelayd -f on CONF; sets
+# RELAY_PID; its log is $T_DIR/relay.log.
+t_start_relay() {
+	"$SESRELAYD" -f -c "$CONF" "$@" 2>>"$T_DIR/relay.log" &
+	RELAY_PID=$!
+	T_PIDS+=("$RELAY_PID")
+	t_wait_port "$RELAY_PORT" || t_fail "sesrelayd did not start: $(cat "$T_DIR/relay.log")"
+}
+
+# t_queue_left: messages still in the spool queue.
+t_queue_left() {
+	find "$SPOOL/queue" -type f ! -name '*.state' 2>/dev/null | wc -l
+}
+
+# t_wait_queue_empty [seconds]: 0 once the spool queue is empty.
+t_wait_queue_empty() {
+	local n=$(( ${1:-30} * 10 ))
+	for _ in $(seq "$n"); do
+		[ "$(t_queue_left)" -eq 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# t_messages: number of messages the fake SES has stored.
+t_messages() {
+	find "$MAILDIR" -name '*.env' | wc -l
+}
