@@ -1,0 +1,570 @@
+/* queue.c — see queue.h. */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "bounce.h"
+#include "config.h"
+#include "log.h"
+#include "relay_client.h"
+#include "spool.h"
+#include "tailq.h"
+#include "xmalloc.h"
+
+/* Upstream transactions in flight per upstream session allowed. */
+#define INFLIGHT_PER_SESSION 2
+
+struct qentry {
+	TAILQ_ENTRY(qentry) entry;	/* queue->all */
+	TAILQ_ENTRY(qentry) ready_entry;	/* queue->ready */
+	struct queue *q;
+	struct spool_envelope *env;
+	struct event *timer;
+	int ready;
+	unsigned jobs_out;		/* transactions of this attempt */
+	struct timespec attempt_start;
+};
+
+/* One upstream transaction of an attempt: which recipients it carries. */
+struct chunk {
+	struct qentry *e;
+	size_t *idx;
+	size_t n;
+	size_t size;
+};
+
+TAILQ_HEAD(qentry_list, qentry);
+
+struct queue {
+	struct event_base *base;
+	struct config *cfg;
+	struct spool *spool;
+	struct relay_pool *pool;
+	struct qentry_list all;
+	size_t nentries;
+	TAILQ_HEAD(, qentry) ready;
+	size_t inflight;
+	/* max_send_rate: recipients per second, as a token bucket that may
+	 * go into debt by one transaction */
+	double tokens;
+	struct timespec refilled;
+	struct event *pace_ev;
+	int shutting_down;
+	void (*drained)(void *);
+	void *drained_arg;
+};
+
+static void dispatch(struct queue *q);
+static void entry_free(struct qentry *e);
+
+static size_t
+count_state(const struct spool_envelope *env, int state)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpt_state[i] == state)
+			n++;
+	return n;
+}
+
+static void
+make_ready(struct qentry *e)
+{
+	if (e->ready || e->jobs_out > 0)
+		return;
+	evtimer_del(e->timer);
+	TAILQ_INSERT_TAIL(&e->q->ready, e, ready_entry);
+	e->ready = 1;
+}
+
+static void
+entry_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qentry *e = arg;
+	make_ready(e);
+	dispatch(e->q);
+}
+
+static void
+schedule(struct qentry *e)
+{
+	time_t now = time(NULL);
+	if (e->env->next_try <= now) {
+		make_ready(e);
+		return;
+	}
+	struct timeval tv = { e->env->next_try - now, 0 };
+	evtimer_add(e->timer, &tv);
+}
+
+static struct qentry *
+entry_new(struct queue *q, struct spool_envelope *env)
+{
+	struct qentry *e = xcalloc(1, sizeof(*e));
+	e->q = q;
+	e->env = env;
+	e->timer = evtimer_new(q->base, entry_timer_cb, e);
+	TAILQ_INSERT_TAIL(&q->all, e, entry);
+	q->nentries++;
+	return e;
+}
+
+static void
+entry_free(struct qentry *e)
+{
+	struct queue *q = e->q;
+	if (e->ready)
+		TAILQ_REMOVE(&q->ready, e, ready_entry);
+	TAILQ_REMOVE(&q->all, e, entry);
+	q->nentries--;
+	event_free(e->timer);
+	spool_envelope_free(e->env);
+	free(e);
+}
+
+/* ---- the end of a message ---- */
+
+struct bounce_commit {
+	struct queue *q;
+	struct spool_envelope *dsn;
+};
+
+static void
+bounce_committed(int error, void *arg)
+{
+	struct bounce_commit *bc = arg;
+	if (error != 0) {
+		log_warnx("bounce id=%s: cannot spool the DSN: %s; the "
+		    "original stays in failed/", bc->dsn->id, strerror(error));
+		spool_envelope_free(bc->dsn);
+	} else {
+		queue_add(bc->q, bc->dsn);
+	}
+	free(bc);
+}
+
+/* Every recipient is done or failed: report the failures, clean up. */
+static void
+finish(struct qentry *e)
+{
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+	size_t failed = count_state(env, SPOOL_RCPT_FAILED);
+
+	if (failed == 0) {
+		spool_remove(q->spool, env->id);
+		entry_free(e);
+		return;
+	}
+	char reason[1024];
+	size_t o = 0;
+	for (size_t i = 0; i < env->nrcpts && o + 1 < sizeof(reason); i++) {
+		if (env->rcpt_state[i] != SPOOL_RCPT_FAILED)
+			continue;
+		int n = snprintf(reason + o, sizeof(reason) - o, "%s<%s>: %s",
+		    o > 0 ? "; " : "", env->rcpts[i],
+		    env->rcpt_error[i] != NULL ? env->rcpt_error[i] : "failed");
+		if (n < 0)
+			break;
+		o += (size_t)n;
+		if (o >= sizeof(reason))
+			o = sizeof(reason) - 1;
+	}
+
+	const char *why_not = NULL;
+	if (q->cfg->bounce == BOUNCE_NONE)
+		why_not = "bounce = none";
+	else if (env->null_path || env->is_bounce)
+		why_not = "the message was itself a bounce";
+	else if (q->cfg->null_sender == NULL)
+		why_not = "null_sender is not set (SES refuses <>)";
+
+	struct evbuffer *orig = evbuffer_new();
+	if (why_not == NULL &&
+	    spool_read_message(q->spool, env->id, orig) == 0) {
+		struct spool_envelope *dsn = xcalloc(1, sizeof(*dsn));
+		struct evbuffer *msg = evbuffer_new();
+		spool_new_id(q->spool, dsn->id);
+		dsn->created = time(NULL);
+		dsn->sender = xstrdup(q->cfg->null_sender);
+		dsn->is_bounce = 1;
+		dsn->nrcpts = 1;
+		dsn->rcpts = xcalloc(1, sizeof(*dsn->rcpts));
+		dsn->rcpts[0] = xstrdup(env->sender);
+		dsn->rcpt_state = xcalloc(1, 1);
+		dsn->rcpt_error = xcalloc(1, sizeof(*dsn->rcpt_error));
+		bounce_build(q->cfg, env, dsn->id, orig, msg);
+		dsn->size = evbuffer_get_length(msg);
+		struct bounce_commit *bc = xcalloc(1, sizeof(*bc));
+		bc->q = q;
+		bc->dsn = dsn;
+		if (spool_commit(q->spool, dsn, msg, bounce_committed, bc) ==
+		    NULL) {
+			log_warn("bounce id=%s: cannot spool the DSN", env->id);
+			spool_envelope_free(dsn);
+			free(bc);
+			why_not = "the DSN could not be written";
+		} else {
+			log_info("bounce id=%s to=<%s> dsn_id=%s failed=%zu "
+			    "reason=\"%s\"", env->id, env->sender, dsn->id,
+			    failed, reason);
+		}
+		evbuffer_free(msg);
+	} else if (why_not == NULL) {
+		why_not = "the message could not be read back";
+	}
+	evbuffer_free(orig);
+
+	if (why_not != NULL) {
+		log_info("failed id=%s from=<%s> failed=%zu kept in failed/ "
+		    "(no DSN: %s) reason=\"%s\"", env->id, env->sender, failed,
+		    why_not, reason);
+		if (spool_move_failed(q->spool, env->id, reason) != 0)
+			log_warn("failed id=%s: cannot move to failed/",
+			    env->id);
+	} else {
+		spool_remove(q->spool, env->id);
+	}
+	entry_free(e);
+}
+
+/* Backoff after the n-th failed attempt: retry_min * 2^(n-1), at most
+ * retry_max, +-20 % jitter so a queue of messages does not retry in step. */
+static unsigned
+backoff(const struct config *cfg, unsigned attempts)
+{
+	double d = cfg->retry_min;
+	for (unsigned i = 1; i < attempts && d < cfg->retry_max; i++)
+		d *= 2;
+	if (d > cfg->retry_max)
+		d = cfg->retry_max;
+	uint32_t r = 0;
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	d *= 0.8 + 0.4 * ((double)r / 4294967295.0);
+	return d < 1 ? 1 : (unsigned)d;
+}
+
+static void
+attempt_done(struct qentry *e)
+{
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+	time_t now = time(NULL);
+
+	if (count_state(env, SPOOL_RCPT_PENDING) == 0) {
+		finish(e);
+		return;
+	}
+	env->attempts++;
+	env->next_try = now + backoff(q->cfg, env->attempts);
+	if (spool_save_state(q->spool, env) != 0)
+		log_warn("queue id=%s: cannot save delivery state", env->id);
+	if (q->shutting_down)
+		return;
+	schedule(e);
+}
+
+/* ---- delivery ---- */
+
+static void
+chunk_done(const struct relay_result *res, void *arg)
+{
+	struct chunk *c = arg;
+	struct qentry *e = c->e;
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+	const struct relay_reply *r = &res->reply;
+	size_t sent = 0, refused = 0, deferred = 0;
+
+	for (size_t j = 0; j < c->n && j < res->nrcpts; j++) {
+		size_t i = c->idx[j];
+		const struct relay_reply *rr = res->rcpt_status[j] != RELAY_OK ?
+		    &res->rcpt_reply[j] : r;
+		char text[RELAY_TEXT_MAX + 32];
+		snprintf(text, sizeof(text), "%d %s%s%s", rr->code,
+		    rr->enhanced, rr->enhanced[0] ? " " : "", rr->text);
+		switch (res->rcpt_status[j]) {
+		case RELAY_OK:
+			env->rcpt_state[i] = SPOOL_RCPT_DONE;
+			sent++;
+			break;
+		case RELAY_PERMFAIL:
+			env->rcpt_state[i] = SPOOL_RCPT_FAILED;
+			free(env->rcpt_error[i]);
+			env->rcpt_error[i] = xstrdup(text);
+			refused++;
+			break;
+		default:
+			free(env->last_error);
+			env->last_error = xstrdup(text);
+			deferred++;
+			break;
+		}
+	}
+	time_t age = time(NULL) - env->created;
+	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
+	    "reply=\"%d %s%s%s\" ses_id=%s delay=%llds attempt=%u%s",
+	    env->id, env->sender, c->n, c->size,
+	    res->status == RELAY_OK ? "sent" :
+	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",
+	    r->code, r->enhanced, r->enhanced[0] ? " " : "", r->text,
+	    res->ses_message_id[0] ? res->ses_message_id : "-",
+	    (long long)age, env->attempts + 1,
+	    res->status == RELAY_OK && (refused || deferred) ?
+	    " (some recipients refused)" : "");
+	if (r->code == 454 && strstr(r->text, "Daily message quota") != NULL)
+		log_warnx("SES daily sending quota exceeded: mail is held in "
+		    "the queue until SES takes it again");
+	free(c->idx);
+	free(c);
+	q->inflight--;
+	if (--e->jobs_out == 0)
+		attempt_done(e);
+	if (q->shutting_down && q->inflight == 0 && q->drained != NULL) {
+		void (*fn)(void *) = q->drained;
+		q->drained = NULL;
+		fn(q->drained_arg);
+		return;
+	}
+	dispatch(q);
+}
+
+static void
+start_attempt(struct qentry *e)
+{
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+	time_t now = time(NULL);
+
+	if ((unsigned long long)(now - env->created) >= q->cfg->lifetime) {
+		char why[RELAY_TEXT_MAX + 64];
+		snprintf(why, sizeof(why), "lifetime expired; last error: %s",
+		    env->last_error != NULL ? env->last_error : "none");
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
+				continue;
+			env->rcpt_state[i] = SPOOL_RCPT_FAILED;
+			free(env->rcpt_error[i]);
+			env->rcpt_error[i] = xstrdup(why);
+		}
+		log_info("expired id=%s from=<%s> age=%llds", env->id,
+		    env->sender, (long long)(now - env->created));
+		finish(e);
+		return;
+	}
+	struct evbuffer *body = evbuffer_new();
+	if (spool_read_message(q->spool, env->id, body) != 0) {
+		int err = errno;
+		evbuffer_free(body);
+		if (err == ENOENT) {
+			log_warnx("queue id=%s: gone from the spool", env->id);
+			entry_free(e);
+			return;
+		}
+		log_warnx("queue id=%s: cannot read from the spool: %s",
+		    env->id, strerror(err));
+		free(env->last_error);
+		env->last_error = xstrdup("cannot read the spool file");
+		attempt_done(e);
+		return;
+	}
+
+	size_t pending = count_state(env, SPOOL_RCPT_PENDING);
+	size_t size = evbuffer_get_length(body);
+	size_t i = 0;
+	clock_gettime(CLOCK_MONOTONIC, &e->attempt_start);
+	while (pending > 0) {
+		struct chunk *c = xcalloc(1, sizeof(*c));
+		size_t n = pending < RELAY_MAX_RCPTS ? pending : RELAY_MAX_RCPTS;
+		c->e = e;
+		c->idx = xcalloc(n, sizeof(*c->idx));
+		c->size = size;
+		struct relay_msg *msg = relay_msg_new(env->id, env->sender);
+		for (; i < env->nrcpts && c->n < n; i++) {
+			if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
+				continue;
+			c->idx[c->n++] = i;
+			relay_msg_add_rcpt(msg, env->rcpts[i]);
+		}
+		pending -= c->n;
+		msg->eightbit = 1;
+		msg->all_or_nothing = 0;
+		if (pending == 0)
+			evbuffer_add_buffer(msg->body, body);	/* the last: move */
+		else
+			evbuffer_add(msg->body, evbuffer_pullup(body, -1), size);
+		q->tokens -= (double)c->n;
+		q->inflight++;
+		e->jobs_out++;
+		relay_submit(q->pool, msg, chunk_done, c);
+	}
+	evbuffer_free(body);
+}
+
+static void
+pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	dispatch(arg);
+}
+
+static void
+refill(struct queue *q)
+{
+	double rate = q->cfg->max_send_rate;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double dt = (double)(now.tv_sec - q->refilled.tv_sec) +
+	    (double)(now.tv_nsec - q->refilled.tv_nsec) / 1e9;
+	q->refilled = now;
+	if (rate <= 0) {
+		q->tokens = 0;
+		return;
+	}
+	q->tokens += dt * rate;
+	/* a burst of at most one second's worth */
+	double cap = rate < 1 ? 1 : rate;
+	if (q->tokens > cap)
+		q->tokens = cap;
+}
+
+static void
+dispatch(struct queue *q)
+{
+	size_t cap = (size_t)q->cfg->max_connections * INFLIGHT_PER_SESSION;
+	struct qentry *e;
+
+	while (!q->shutting_down && q->inflight < cap &&
+	    (e = TAILQ_FIRST(&q->ready)) != NULL) {
+		refill(q);
+		if (q->cfg->max_send_rate > 0 && q->tokens < 0) {
+			double wait = -q->tokens / q->cfg->max_send_rate;
+			struct timeval tv = { (time_t)wait,
+			    (suseconds_t)((wait - (double)(time_t)wait) * 1e6) };
+			evtimer_add(q->pace_ev, &tv);
+			return;
+		}
+		TAILQ_REMOVE(&q->ready, e, ready_entry);
+		e->ready = 0;
+		start_attempt(e);
+	}
+}
+
+/* ---- the interface ---- */
+
+struct queue *
+queue_new(struct event_base *base, struct config *cfg, struct spool *spool,
+    struct relay_pool *pool)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	q->base = base;
+	q->cfg = config_ref(cfg);
+	q->spool = spool;
+	q->pool = pool;
+	TAILQ_INIT(&q->all);
+	TAILQ_INIT(&q->ready);
+	q->pace_ev = evtimer_new(base, pace_cb, q);
+	clock_gettime(CLOCK_MONOTONIC, &q->refilled);
+	q->tokens = cfg->max_send_rate > 1 ? cfg->max_send_rate : 1;
+	return q;
+}
+
+static void
+load_one(struct spool_envelope *env, void *arg)
+{
+	struct queue *q = arg;
+	struct qentry *e = entry_new(q, env);
+	if (count_state(env, SPOOL_RCPT_PENDING) == 0) {
+		finish(e);	/* crashed between the last reply and cleanup */
+		return;
+	}
+	schedule(e);
+}
+
+void
+queue_load(struct queue *q)
+{
+	spool_scan(q->spool, load_one, q);
+	log_info("queue: %zu messages in the spool", q->nentries);
+	dispatch(q);
+}
+
+void
+queue_add(struct queue *q, struct spool_envelope *env)
+{
+	struct qentry *e = entry_new(q, env);
+	if (q->shutting_down)
+		return;		/* stays in the spool for the next start */
+	make_ready(e);
+	dispatch(q);
+}
+
+void
+queue_flush(struct queue *q)
+{
+	struct qentry *e;
+	size_t n = 0;
+	TAILQ_FOREACH(e, &q->all, entry) {
+		if (!e->ready && e->jobs_out == 0) {
+			e->env->next_try = 0;
+			make_ready(e);
+			n++;
+		}
+	}
+	log_info("queue: flush: %zu messages to retry now", n);
+	dispatch(q);
+}
+
+void
+queue_set_config(struct queue *q, struct config *cfg)
+{
+	config_unref(q->cfg);
+	q->cfg = config_ref(cfg);
+}
+
+void
+queue_shutdown(struct queue *q, void (*drained)(void *), void *arg)
+{
+	q->shutting_down = 1;
+	evtimer_del(q->pace_ev);
+	if (q->inflight == 0) {
+		drained(arg);
+		return;
+	}
+	q->drained = drained;
+	q->drained_arg = arg;
+}
+
+void
+queue_stats(const struct queue *q, struct queue_stats *st)
+{
+	const struct qentry *e;
+	memset(st, 0, sizeof(*st));
+	st->messages = q->nentries;
+	st->inflight = q->inflight;
+	TAILQ_FOREACH(e, &q->all, entry)
+		if (st->oldest == 0 || e->env->created < st->oldest)
+			st->oldest = e->env->created;
+}
+
+void
+queue_free(struct queue *q)
+{
+	struct qentry *e;
+	if (q == NULL)
+		return;
+	/* entries with jobs in flight: the pool is freed first and fails
+	 * those jobs, so by now none is left */
+	while ((e = TAILQ_FIRST(&q->all)) != NULL)
+		entry_free(e);
+	event_free(q->pace_ev);
+	config_unref(q->cfg);
+	free(q);
+}

@@ -1,0 +1,48 @@
+/*
+ * queue.h — the scheduler of spool mode: what is in the spool gets
+ * delivered through the relay pool, at SES's pace, retried until it is
+ * delivered, refused, or too old.
+ *
+ * Each message is tried as a whole: its pending recipients are split into
+ * upstream transactions of at most RELAY_MAX_RCPTS; a recipient SES
+ * accepts is done, one it refuses (5xx) has failed, and the others
+ * (4xx, throttling, network or TLS trouble) are retried after a backoff
+ * that doubles from retry_min to retry_max, with jitter.  After lifetime,
+ * what is still pending fails.  Failed recipients are reported to the
+ * envelope sender with a DSN (bounce = dsn) or kept in failed/ (none).
+ * max_send_rate paces transactions by recipients per second.
+ */
+#ifndef SESRELAY_QUEUE_H
+#define SESRELAY_QUEUE_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct event_base;
+struct config;
+struct spool;
+struct spool_envelope;
+struct relay_pool;
+struct queue;
+
+struct queue *queue_new(struct event_base *base, struct config *cfg,
+    struct spool *spool, struct relay_pool *pool);
+/* Take over everything already in the spool (at start-up). */
+void queue_load(struct queue *q);
+/* A message was just committed to the spool: the queue owns env now. */
+void queue_add(struct queue *q, struct spool_envelope *env);
+/* Retry everything now (sesrelay flush, SIGUSR1). */
+void queue_flush(struct queue *q);
+void queue_set_config(struct queue *q, struct config *cfg);
+/* Start nothing new; drained is called once no delivery is in flight. */
+void queue_shutdown(struct queue *q, void (*drained)(void *), void *arg);
+void queue_free(struct queue *q);
+
+struct queue_stats {
+	size_t messages;	/* in the queue */
+	size_t inflight;	/* upstream transactions under way */
+	time_t oldest;		/* creation time of the oldest; 0 if none */
+};
+void queue_stats(const struct queue *q, struct queue_stats *st);
+
+#endif

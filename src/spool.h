@@ -1,0 +1,96 @@
+/*
+ * spool.h — the durable store under spool_dir.
+ *
+ *   tmp/<id>          being written; removed at start-up (never delivered)
+ *   queue/<id>        committed: envelope header, empty line, message
+ *   queue/<id>.state  delivery progress (recipients done or failed,
+ *                     attempts, next try); rewritten by tmp + rename
+ *   failed/<id>       permanently failed messages, with failed/<id>.reason
+ *
+ * A message is committed by fsync(file), rename(tmp -> queue), then
+ * fsync(queue dir): only after that is the client told 250.  Those waits
+ * happen on a worker thread, never on the event loop, and concurrent
+ * commits share one directory fsync (group commit).  The completion is
+ * reported back on the event loop.
+ *
+ * The .state file is written without fsync: after a crash a recipient
+ * may be delivered twice, never lost.
+ */
+#ifndef SESRELAY_SPOOL_H
+#define SESRELAY_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct event_base;
+struct evbuffer;
+
+#define SPOOL_ID_MAX 24
+
+struct spool;
+struct spool_commit;
+
+/* The envelope of a spooled message. */
+struct spool_envelope {
+	char id[SPOOL_ID_MAX];
+	time_t created;
+	char *sender;		/* the MAIL FROM to use upstream */
+	int null_path;		/* the client sent MAIL FROM:<>: never bounce */
+	int is_bounce;		/* a DSN we made: never bounce either */
+	char **rcpts;
+	size_t nrcpts;
+	uint64_t size;		/* message octets */
+	/* delivery state (.state file) */
+	unsigned char *rcpt_state;	/* SPOOL_RCPT_* per recipient */
+	unsigned attempts;
+	time_t next_try;
+	char *last_error;	/* one line, or NULL */
+	char **rcpt_error;	/* per recipient, NULL if none */
+};
+
+enum { SPOOL_RCPT_PENDING = 0, SPOOL_RCPT_DONE = 1, SPOOL_RCPT_FAILED = 2 };
+
+/* Open (creating the directories, mode 0700) and check dir; clean tmp/.
+ * NULL and a one-line reason in err on failure.  base may be NULL for
+ * read-only tools (no commits then). */
+struct spool *spool_open(struct event_base *base, const char *dir,
+    char *err, size_t errlen);
+void spool_close(struct spool *sp);
+
+/* A fresh queue id (unique in this spool). */
+void spool_new_id(struct spool *sp, char id[SPOOL_ID_MAX]);
+
+typedef void spool_commit_fn(int error, void *arg);
+
+/*
+ * Write env (id, created, sender, null_path, is_bounce, rcpts) and msg to
+ * tmp/, then commit it durably on the worker thread.  done(0, arg) is
+ * called on the event loop once the message is in queue/ and durable;
+ * done(errno, arg) if anything failed (nothing is left behind then).
+ * done is never called from inside spool_commit.  Returns a handle for
+ * spool_commit_cancel, or NULL (with errno set, done not called) if the
+ * write itself failed right away (disk full, ...).
+ */
+struct spool_commit *spool_commit(struct spool *sp,
+    const struct spool_envelope *env, struct evbuffer *msg,
+    spool_commit_fn *done, void *arg);
+/* The caller is gone: the commit goes on, done is not called. */
+void spool_commit_cancel(struct spool_commit *c);
+
+/* Load every committed envelope (with its state); calls fn for each.
+ * Unreadable entries are logged and skipped (left in place). */
+void spool_scan(struct spool *sp,
+    void (*fn)(struct spool_envelope *env, void *arg), void *arg);
+/* Read the message of id into out.  -1 (errno) on failure. */
+int spool_read_message(struct spool *sp, const char *id, struct evbuffer *out);
+/* Persist env's delivery state. -1 (errno) on failure. */
+int spool_save_state(struct spool *sp, const struct spool_envelope *env);
+/* Delivered (or given up): remove id and its state. */
+void spool_remove(struct spool *sp, const char *id);
+/* Move id to failed/ with a reason file. -1 (errno) on failure. */
+int spool_move_failed(struct spool *sp, const char *id, const char *reason);
+
+void spool_envelope_free(struct spool_envelope *env);
+
+#endif
