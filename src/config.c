@@ -108,11 +108,11 @@ struct key {
 	enum sect		 sect;
 	const char		*name;
 	parse_fn		*parse;
-	size_t			 off;	/* in struct config, pending or sender_rule */
-	const char		*def;	/* default, parsed as a value; NULL: none */
+	size_t			 off;	/* in config, pending or sender_rule */
+	const char		*def;	/* parsed as a value; or NULL */
 	unsigned		 flags;
 	unsigned long long	 min, max;	/* numbers, sizes, durations */
-	const char *const	*names;		/* enumerations, in enum order */
+	const char *const	*names;		/* enumerations, in order */
 	unsigned		 slots;		/* [sender]: 1 << SLOT_* */
 };
 #define K_OPT		0x01	/* an empty value means unset */
@@ -143,7 +143,7 @@ struct loadctx {
 	const struct origin	*cur_origin;	/* of the value being parsed */
 	struct sender_aux	*saux;
 	struct pending		 pend;
-	int			 secret_line;	/* secret_access_key in the file */
+	int			 secret_line;	/* of secret_access_key */
 	mode_t			 file_mode;
 	struct origin		 region_origin;
 
@@ -764,6 +764,25 @@ free_listen(struct listen_spec *l, size_t n)
 	free(l);
 }
 
+/* The next blank-separated word of *p (at most VALUE_MAX long) into tok;
+ * returns its length, 0 at the end. */
+static size_t
+next_word(const char **p, char tok[VALUE_MAX + 1])
+{
+	const char *s = *p;
+	size_t len;
+
+	while (is_blank((unsigned char)*s))
+		s++;
+	for (len = 0; s[len] != '\0' && !is_blank((unsigned char)s[len]) &&
+	    len < VALUE_MAX; len++)
+		;
+	memcpy(tok, s, len);
+	tok[len] = '\0';
+	*p = s + len;
+	return len;
+}
+
 static const char listen_syntax[] = "host:port with a numeric IPv4 "
     "address, [IPv6]:port or unix:/path (host names are not resolved)";
 
@@ -779,16 +798,8 @@ p_listen(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 	char tok[VALUE_MAX + 1];
 
 	for (;;) {
-		while (is_blank((unsigned char)*p))
-			p++;
-		if (*p == '\0')
+		if ((len = next_word(&p, tok)) == 0)
 			break;
-		for (len = 0; p[len] != '\0' && !is_blank((unsigned char)p[len]);
-		    len++)
-			;
-		memcpy(tok, p, len);
-		tok[len] = '\0';
-		p += len;
 		if (n == LISTEN_MAX) {
 			snprintf(why, wl, "more than %d addresses", LISTEN_MAX);
 			goto bad;
@@ -848,16 +859,8 @@ p_allow(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 	int hostbits;
 
 	for (;;) {
-		while (is_blank((unsigned char)*p))
-			p++;
-		if (*p == '\0')
+		if ((len = next_word(&p, tok)) == 0)
 			break;
-		for (len = 0; p[len] != '\0' && !is_blank((unsigned char)p[len]);
-		    len++)
-			;
-		memcpy(tok, p, len);
-		tok[len] = '\0';
-		p += len;
 		if (n == ALLOW_MAX) {
 			snprintf(why, wl, "more than %d networks", ALLOW_MAX);
 			free(a);
@@ -951,7 +954,8 @@ p_endpoint(struct loadctx *ctx, const struct key *k, void *base,
 	if (v[0] == '[' ? inet_pton(AF_INET6, host, &in6) != 1 :
 	    !dns_name_valid(host))
 		goto bad;
-	if (*rest != '\0' && (*rest != ':' || parse_port(rest + 1, &port) == -1))
+	if (*rest != '\0' && (*rest != ':' ||
+	    parse_port(rest + 1, &port) == -1))
 		goto bad;
 	set_str(&cfg->endpoint_host, host, 0);
 	cfg->endpoint_port = port;
@@ -1440,8 +1444,8 @@ conf_section(struct loadctx *ctx, char *inner)
 	at = strchr(pat, '@');
 	if (strcmp(pat, "*") != 0 &&
 	    !(at != NULL ? address_valid(pat) : dns_name_valid(pat)))
-		return lerr(ctx, "[sender %s]: the pattern must be user@domain, "
-		    "domain or *", show(pat).s);
+		return lerr(ctx, "[sender %s]: the pattern must be "
+		    "user@domain, domain or *", show(pat).s);
 	for (i = 0; i < cfg->nsenders; i++)
 		if (strcmp(cfg->senders[i].pattern, pat) == 0)
 			return lerr(ctx, "section [sender %s] appears twice "
@@ -1630,7 +1634,7 @@ conf_handler(void *arg, const char *section, const char *name,
 
 	if (ctx->failed)
 		return 0;
-	if (name == NULL || value == NULL)	/* inih built to report [sections] */
+	if (name == NULL || value == NULL)	/* inih reporting [sections] */
 		return 1;
 	if (strcmp(value, MARK_LONG) == 0 && ctx->longval != NULL)
 		value = ctx->longval;
@@ -1793,7 +1797,8 @@ apply_defaults(struct loadctx *ctx)
 
 	for (i = 0; i < NKEYS; i++)
 		if (keys[i].def != NULL && !is_set(&ctx->orig[i]) &&
-		    apply(ctx, &keys[i], keys[i].def, &ctx->orig[i], NULL) == -1)
+		    apply(ctx, &keys[i], keys[i].def, &ctx->orig[i],
+		    NULL) == -1)
 			return -1;
 	return 0;
 }
@@ -1856,7 +1861,8 @@ resolve_endpoint(struct loadctx *ctx)
 	unsigned p;
 
 	if (cfg->endpoint_host == NULL) {
-		if (ses_auth_smtp_host(cfg->region, 0, host, sizeof(host)) == -1)
+		if (ses_auth_smtp_host(cfg->region, 0, host,
+		    sizeof(host)) == -1)
 			return keyerr(ctx, &ctx->region_origin, S_SES, 0,
 			    "region", "no SMTP host name for %s",
 			    show(cfg->region).s);
@@ -1871,7 +1877,8 @@ resolve_endpoint(struct loadctx *ctx)
 	}
 	p = cfg->endpoint_port;
 	if (p == 0)
-		cfg->endpoint_port = cfg->tls == UPSTREAM_TLS_IMPLICIT ? 465 : 587;
+		cfg->endpoint_port =
+		    cfg->tls == UPSTREAM_TLS_IMPLICIT ? 465 : 587;
 	else if (cfg->tls == UPSTREAM_TLS_IMPLICIT && (p == 25 || p == 587 ||
 	    p == 2587))
 		keywarn(ctx, o, S_SES, "endpoint", "port %u is a STARTTLS "
@@ -1991,7 +1998,7 @@ resolve(struct loadctx *ctx)
 		o.line = ctx->secret_line;
 		return keyerr(ctx, &o, S_SES, 0, "secret_access_key",
 		    "%s holds a secret but is readable by others (mode %04o); "
-		    "chmod 640 it, or use secret_access_key_file", cfg->path,
+		    "chmod 600 it, or use secret_access_key_file", cfg->path,
 		    (unsigned)(ctx->file_mode & 07777));
 	}
 	return 0;
@@ -2012,7 +2019,7 @@ read_secret_file(struct loadctx *ctx, const char *key, const char *path)
 	size_t n = 0;
 	ssize_t r;
 	char *s;
-	int fd;
+	int fd, saved;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
 	    -1) {
@@ -2042,12 +2049,16 @@ read_secret_file(struct loadctx *ctx, const char *key, const char *path)
 		if (n == sizeof(buf))
 			break;
 	}
+	saved = errno;
 	close(fd);
 	if (r == -1 || n == sizeof(buf)) {
 		wipe(buf, sizeof(buf));
-		keyerr(ctx, o, S_SES, 0, key, r == -1 ? "cannot read %s: %s" :
-		    "%s is too large for a secret%s", path, r == -1 ?
-		    strerror(errno) : "");
+		if (r == -1)
+			keyerr(ctx, o, S_SES, 0, key, "cannot read %s: %s", path,
+			    strerror(saved));
+		else
+			keyerr(ctx, o, S_SES, 0, key, "%s is too large for a "
+			    "secret", path);
 		return NULL;
 	}
 	while (n > 0 && is_space((unsigned char)buf[n - 1]))

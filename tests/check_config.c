@@ -36,13 +36,15 @@
 #define DOC_PW_USE1	"BLBM/9hSUELfq8Gw+rU1YcBjkOxGbhT2XG763xVLGWL9"
 #define DOC_PW_USW2	"BF2PynzbSCAjX08zhZZnP/kW+T9P5zs/1Er0pi5vTEmd"
 #define DOC_PW_EUW1	"BMW5RDrXmmVs0lV7GpI4oLkHXpZ4stDsk6q91z1g38Pk"
+#define X50	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define X500	X50 X50 X50 X50 X50 X50 X50 X50 X50 X50
 /* base64(0x02 || 00 01 .. 1f): a retired version 2 password */
 #define V2_PASSWORD	"AgABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
 
 static char topdir[PATH_MAX / 2];	/* removed at the end */
 static char testdir[PATH_MAX];	/* this test's own, and its $HOME */
 
-/* --- fixtures and helpers ---------------------------------------------- */
+/* --- fixtures and helpers ----------------------------------------------- */
 
 extern char **environ;
 
@@ -496,7 +498,7 @@ START_TEST(test_every_key)
 }
 END_TEST
 
-/* --- defaults ------------------------------------------------------------- */
+/* --- defaults ----------------------------------------------------------- */
 
 static const char *const empty_confs[] = {
 	"",
@@ -538,7 +540,8 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(c->metrics_listen);
 
 	ck_assert_str_eq(c->region, "us-east-1");
-	ck_assert_str_eq(c->endpoint_host, "email-smtp.us-east-1.amazonaws.com");
+	ck_assert_str_eq(c->endpoint_host,
+	    "email-smtp.us-east-1.amazonaws.com");
 	ck_assert_uint_eq(c->endpoint_port, 587);
 	ck_assert_int_eq(c->tls, UPSTREAM_TLS_STARTTLS);
 	ck_assert_str_eq(c->tls_verify_name,
@@ -565,7 +568,7 @@ START_TEST(test_defaults)
 }
 END_TEST
 
-/* --- endpoint and tls_verify_name ---------------------------------------- */
+/* --- endpoint and tls_verify_name --------------------------------------- */
 
 static const struct {
 	const char *conf;
@@ -618,7 +621,7 @@ START_TEST(test_endpoint)
 }
 END_TEST
 
-/* --- syntax that must be accepted ---------------------------------------- */
+/* --- syntax that must be accepted --------------------------------------- */
 
 static const struct {
 	const char *conf;
@@ -639,14 +642,8 @@ static const struct {
 	{ "# hash comment\n; semicolon comment\n[relay]\n  ; indented\n"
 	  "max_clients = 7\n", 0, 7 },
 	/* comment lines longer than inih's own line buffer */
-	{ "; xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxx max_clients = 9\n[relay]\n"
-	  "max_clients = 7 ; yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
-	  "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
-	  "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
-	  "yyyyyyy mode = x\n", 0, 7 },
+	{ "; " X50 X50 X50 X50 X50 " max_clients = 9\n[relay]\n"
+	  "max_clients = 7 ; " X50 X50 X50 X50 X50 " mode = x\n", 0, 7 },
 	/* UTF-8 in comments */
 	{ "; réglages — 設定\n[relay]\nmax_clients = 7\n", 0, 7 },
 	/* sections may come in any order */
@@ -689,7 +686,7 @@ START_TEST(test_long_value)
 }
 END_TEST
 
-/* --- units ---------------------------------------------------------------- */
+/* --- units -------------------------------------------------------------- */
 
 static const struct {
 	const char *s;
@@ -827,7 +824,7 @@ START_TEST(test_ranges)
 }
 END_TEST
 
-/* --- the environment ----------------------------------------------------- */
+/* --- the environment ---------------------------------------------------- */
 
 static void
 chk_mode(const struct config *c)
@@ -845,7 +842,8 @@ static void
 chk_region(const struct config *c)
 {
 	ck_assert_str_eq(c->region, "eu-west-1");
-	ck_assert_str_eq(c->endpoint_host, "email-smtp.eu-west-1.amazonaws.com");
+	ck_assert_str_eq(c->endpoint_host,
+	    "email-smtp.eu-west-1.amazonaws.com");
 }
 
 static void
@@ -905,8 +903,8 @@ static const struct {
 	{ "[ses]\nregion = us-west-2\n", { "SESRELAY_SES_REGION=eu-west-1",
 	  "AWS_REGION=ap-south-1" }, 0, chk_region },
 	/* an empty override unsets an optional key */
-	{ "[relay]\nhostname = mx.example.org\n", { "SESRELAY_RELAY_HOSTNAME=" },
-	  0, chk_hostname_default },
+	{ "[relay]\nhostname = mx.example.org\n",
+	  { "SESRELAY_RELAY_HOSTNAME=" }, 0, chk_hostname_default },
 	{ "[queue]\nlifetime = 5d\n", { "SESRELAY_QUEUE_LIFETIME=1h" }, 0,
 	  chk_lifetime },
 	{ "", { "SESRELAY_RELAY_LISTEN=unix:/run/sesrelay.sock" }, 0,
@@ -990,7 +988,7 @@ START_TEST(test_region_fallback)
 }
 END_TEST
 
-/* --- errors ----------------------------------------------------------------- */
+/* --- errors ------------------------------------------------------------- */
 
 #define CREDS_DEFAULT \
 	"[default]\naws_access_key_id = AKIA4444444444444444\n" \
@@ -1095,8 +1093,6 @@ static const struct {
 	{ "10 MB line", { .conf = "[relay]\nmode = spool\n" }, 1,
 	  { "@CONF@:3: ", "line longer than" } },
 	{ "long value", { .conf = "[relay]\nhostname = "
-#define X50 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-#define X500 X50 X50 X50 X50 X50 X50 X50 X50 X50 X50
 	  X500 X500 X500 X500 X500 X500 X500 X500 X500 "\n" }, 0,
 	  { "@CONF@:2: ", "line longer than 4096 characters" } },
 	{ "long key", { .conf = "[relay]\n" X500 " = 1\n" }, 0,
@@ -1126,8 +1122,9 @@ static const struct {
 	  { "@CONF@:2: [relay] listen: '[::1]:99999'" } },
 	{ "listen port 0", { .conf = "[relay]\nlisten = 127.0.0.1:0\n" }, 0,
 	  { "@CONF@:2: [relay] listen: '127.0.0.1:0'" } },
-	{ "listen v6 without brackets", { .conf = "[relay]\nlisten = ::1:25\n" },
-	  0, { "@CONF@:2: [relay] listen: '::1:25'" } },
+	{ "listen v6 without brackets",
+	  { .conf = "[relay]\nlisten = ::1:25\n" }, 0,
+	  { "@CONF@:2: [relay] listen: '::1:25'" } },
 	{ "listen relative unix", { .conf = "[relay]\nlisten = unix:run/s\n" },
 	  0, { "@CONF@:2: [relay] listen: 'unix:run/s'", "absolute" } },
 	{ "listen twice", { .conf = "[relay]\nlisten = 127.0.0.1:25 "
@@ -1143,10 +1140,12 @@ static const struct {
 	  { "@CONF@:2: [relay] sasl_service:" } },
 	{ "no such user", { .conf = "[relay]\nuser = nosuchuser4711\n" }, 0,
 	  { "@CONF@:2: [relay] user: no such user 'nosuchuser4711'" } },
-	{ "tls_cert without tls_key", { .conf = "[relay]\ntls_cert = @CERT@\n" },
-	  0, { "@CONF@:2: [relay] tls_cert: set without tls_key" } },
-	{ "tls_key without tls_cert", { .conf = "[relay]\n\ntls_key = @KEY@\n" },
-	  0, { "@CONF@:3: [relay] tls_key: set without tls_cert" } },
+	{ "tls_cert without tls_key",
+	  { .conf = "[relay]\ntls_cert = @CERT@\n" }, 0,
+	  { "@CONF@:2: [relay] tls_cert: set without tls_key" } },
+	{ "tls_key without tls_cert",
+	  { .conf = "[relay]\n\ntls_key = @KEY@\n" }, 0,
+	  { "@CONF@:3: [relay] tls_key: set without tls_cert" } },
 	{ "unreadable tls_cert", { .conf = "[relay]\ntls_cert = @DIR@/none\n"
 	  "tls_key = @KEY@\n" }, 0, { "@CONF@:2: [relay] tls_cert: cannot "
 	  "read @DIR@/none" } },
@@ -1218,8 +1217,8 @@ static const struct {
 	{ "aws_session_token", { .creds = CREDS_DEFAULT
 	  "aws_session_token = FwoGZXIvYXdzEJr\n", .need_creds = 1 }, 0,
 	  { "@CREDS@: [default] aws_session_token", "temporary" } },
-	{ "only AWS_ACCESS_KEY_ID", { .env = { "AWS_ACCESS_KEY_ID=" DOC_KEY_ID },
-	  .need_creds = 1 }, 0,
+	{ "only AWS_ACCESS_KEY_ID",
+	  { .env = { "AWS_ACCESS_KEY_ID=" DOC_KEY_ID }, .need_creds = 1 }, 0,
 	  { "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" } },
 	{ "world-readable secret file", { .conf = "[ses]\naccess_key_id = "
 	  DOC_KEY_ID "\nsecret_access_key_file = @SECRET@\n",
@@ -1232,7 +1231,8 @@ static const struct {
 	  { "(mode 0602); chmod 600 it" } },
 	{ "secret file missing", { .conf = "[ses]\naccess_key_id = " DOC_KEY_ID
 	  "\nsecret_access_key_file = @DIR@/none\n", .need_creds = 1 }, 0,
-	  { "@CONF@:3: [ses] secret_access_key_file: cannot read @DIR@/none" } },
+	  { "@CONF@:3: [ses] secret_access_key_file: cannot read "
+	    "@DIR@/none" } },
 	{ "secret file empty", { .conf = "[ses]\naccess_key_id = " DOC_KEY_ID
 	  "\nsecret_access_key_file = @SECRET@\n", .secret = "\n\n",
 	  .need_creds = 1 }, 0, { "secret_access_key_file:", "empty" } },
@@ -1360,7 +1360,7 @@ START_TEST(test_missing_file)
 }
 END_TEST
 
-/* --- warnings ------------------------------------------------------------- */
+/* --- warnings ----------------------------------------------------------- */
 
 static const struct {
 	const char *conf;
@@ -1409,7 +1409,7 @@ START_TEST(test_warnings)
 }
 END_TEST
 
-/* --- the credential chain ------------------------------------------------- */
+/* --- the credential chain ----------------------------------------------- */
 
 #define L1_PASSWORD	DOC_PW_USW2	/* any valid v4 password */
 #define L2_SECRET	"secretTwo/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -1640,7 +1640,7 @@ START_TEST(test_spec_vectors)
 }
 END_TEST
 
-/* --- [sender] matching ---------------------------------------------------- */
+/* --- [sender] matching -------------------------------------------------- */
 
 static const char sender_conf[] =
     "[sender alice@example.com]\nconfiguration_set = alice\n"
@@ -1699,7 +1699,7 @@ START_TEST(test_sender_match)
 }
 END_TEST
 
-/* --- config_client_allowed ------------------------------------------------ */
+/* --- config_client_allowed ---------------------------------------------- */
 
 static const struct {
 	int dflt;		/* the default allow list */
@@ -1776,7 +1776,7 @@ START_TEST(test_client_other_family)
 }
 END_TEST
 
-/* --- robustness ------------------------------------------------------------- */
+/* --- robustness --------------------------------------------------------- */
 
 static const char *const fragments[] = {
 	"[relay]", "[ses]", "[queue]", "[sender a.com]", "[sender *]", "[",
@@ -1818,7 +1818,7 @@ START_TEST(test_garbage)
 }
 END_TEST
 
-/* --- the sample config and the manual --------------------------------------- */
+/* --- the sample config and the manual ----------------------------------- */
 
 static const char *const all_keys[] = {
 	"listen", "mode", "spool_dir", "hostname", "allow", "max_clients",
@@ -1913,7 +1913,7 @@ START_TEST(test_sample_and_manual_complete)
 }
 END_TEST
 
-/* --- main ------------------------------------------------------------------- */
+/* --- main --------------------------------------------------------------- */
 
 static Suite *
 config_suite(void)
