@@ -60,6 +60,7 @@ struct queue {
 	int shutting_down;
 	void (*drained)(void *);
 	void *drained_arg;
+	struct queue_stats counters;	/* the cumulative fields */
 };
 
 static void dispatch(struct queue *q);
@@ -213,6 +214,7 @@ finish(struct qentry *e)
 			free(bc);
 			why_not = "the DSN could not be written";
 		} else {
+			q->counters.bounces++;
 			log_info("bounce id=%s to=<%s> dsn_id=%s failed=%zu "
 			    "reason=\"%s\"", env->id, env->sender, dsn->id,
 			    failed, reason);
@@ -310,6 +312,20 @@ chunk_done(const struct relay_result *res, void *arg)
 		}
 	}
 	time_t age = time(NULL) - env->created;
+	if (res->status == RELAY_OK) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		q->counters.sent++;
+		stats_observe(&q->counters.delay,
+		    (double)(now.tv_sec - env->created) +
+		    (double)now.tv_nsec / 1e9);
+	} else if (res->status == RELAY_TEMPFAIL) {
+		q->counters.deferred++;
+	} else {
+		q->counters.failed++;
+	}
+	q->counters.recipients_sent += sent;
+	q->counters.recipients_failed += refused;
 	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
 	    "reply=\"%d %s%s%s\" ses_id=%s delay=%llds attempt=%u%s",
 	    env->id, env->sender, c->n, c->size,
@@ -546,7 +562,7 @@ void
 queue_stats(const struct queue *q, struct queue_stats *st)
 {
 	const struct qentry *e;
-	memset(st, 0, sizeof(*st));
+	*st = q->counters;
 	st->messages = q->nentries;
 	st->inflight = q->inflight;
 	TAILQ_FOREACH(e, &q->all, entry)

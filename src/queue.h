@@ -16,7 +16,10 @@
 #define SESRELAY_QUEUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
+
+#include "stats.h"
 
 struct event_base;
 struct config;
@@ -42,6 +45,11 @@ struct queue_stats {
 	size_t messages;	/* in the queue */
 	size_t inflight;	/* upstream transactions under way */
 	time_t oldest;		/* creation time of the oldest; 0 if none */
+	/* since start, per upstream transaction */
+	uint64_t sent, deferred, failed;
+	uint64_t recipients_sent, recipients_failed;
+	uint64_t bounces;	/* DSNs queued */
+	struct stats_histogram delay;	/* arrival -> SES's 250 */
 };
 void queue_stats(const struct queue *q, struct queue_stats *st);
 

@@ -1121,6 +1121,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 	case S_AUTH:
 		if (code != 235) {
 			trace(s->pool, "auth", 0, "%d %s", code, text);
+			s->pool->stats.auth_failures++;
 			if (code >= 500)
 				log_warnx("upstream u%u: SES refused our "
 				    "credentials (user %s, %s): %d %s", s->id,
@@ -1137,6 +1138,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 		trace(s->pool, "auth", 1, "%d %s (user %s)", code, text,
 		    s->cfg->access_key_id);
 		s->ready_once = 1;
+		s->pool->stats.last_success = time(NULL);
 		session_next(s);
 		return;
 	case S_MAIL:
@@ -1177,6 +1179,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 		return;
 	case S_DOT: {
 		char id[128];
+		s->pool->stats.last_success = time(NULL);
 		ses_message_id(r.text, id, sizeof(id));
 		if (code == 454 && strstr(r.text, "Throttling") != NULL)
 			s->pool->stats.throttled++;

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "smtp_parse.h"
 
@@ -118,7 +119,9 @@ struct relay_stats {
 	unsigned jobs_queued;
 	uint64_t sessions_total;
 	uint64_t tls_failures;
+	uint64_t auth_failures;
 	uint64_t throttled;
+	time_t last_success;	/* last time SES completed a command for us */
 };
 void relay_pool_stats(const struct relay_pool *pool, struct relay_stats *st);
 

@@ -81,6 +81,7 @@ struct smtp_server {
 	void (*drained)(void *);
 	void *drained_arg;
 	struct event *grace_ev;
+	struct smtp_server_stats stats;
 };
 
 struct session {
@@ -359,6 +360,27 @@ cmd_data(struct session *s, const char *args)
 
 /* ---- the finished message ---- */
 
+/* Count the outcome of a transaction; code is our reply to its final dot. */
+static void
+account(struct session *s, int code)
+{
+	struct smtp_server_stats *st = &s->srv->stats;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	stats_observe(&st->reply_latency,
+	    (double)(now.tv_sec - s->t_data.tv_sec) +
+	    (double)(now.tv_nsec - s->t_data.tv_nsec) / 1e9);
+	if (code < 300) {
+		st->messages_accepted++;
+		st->recipients += s->nrcpts;
+		st->bytes += s->dr.total;
+	} else if (code < 500) {
+		st->messages_deferred++;
+	} else {
+		st->messages_refused++;
+	}
+}
+
 static const char *
 protocol_name(const struct session *s)
 {
@@ -386,6 +408,7 @@ relay_done(const struct relay_result *res, void *arg)
 	    r->code, enh, r->text,
 	    res->ses_message_id[0] ? res->ses_message_id : "-", delay);
 	reply(s, "%d %s %s", r->code, enh, r->text);
+	account(s, r->code);
 	tx_reset(s);
 	set_state(s, SS_READY);
 	set_read_timeout(s, 1);
@@ -412,8 +435,10 @@ spool_done(int error, void *arg)
 		    env->id, env->sender, env->nrcpts,
 		    (unsigned long long)env->size,
 		    s != NULL ? s->client : "(gone)");
-		if (s != NULL)
+		if (s != NULL) {
 			reply(s, "250 2.0.0 Ok: queued as %s", env->id);
+			account(s, 250);
+		}
 		queue_add(pc->srv->queue, env);
 	} else {
 		log_warnx("spool write failed id=%s: %s", env->id,
@@ -424,6 +449,7 @@ spool_done(int error, void *arg)
 			else
 				reply(s, "451 4.3.0 Error: queue file write "
 				    "error: %s", strerror(error));
+			account(s, 451);
 		}
 		spool_envelope_free(env);
 	}
@@ -483,6 +509,7 @@ spool_message(struct session *s, const struct message_origin *origin_in)
 		else
 			reply(s, "451 4.3.0 Error: queue file write error: %s",
 			    strerror(error));
+		account(s, 451);
 		spool_envelope_free(env);
 		tx_reset(s);
 		set_state(s, SS_READY);
@@ -521,6 +548,7 @@ data_done(struct session *s)
 		    refusal.enhanced, refusal.text);
 		reply(s, "%d %s %s", refusal.code, refusal.enhanced,
 		    refusal.text);
+		account(s, refusal.code);
 		tx_reset(s);
 		set_state(s, SS_READY);
 		return;
@@ -798,6 +826,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	if (!config_client_allowed(cfg, sa)) {
 		log_info("connection refused client=%s reason=not-allowed",
 		    client);
+		srv->stats.connections_refused++;
 		snprintf(text, sizeof(text), "554 5.7.1 %s Access denied: "
 		    "client address not in allow list\r\n", cfg->hostname);
 		refuse_connection(srv, fd, text);
@@ -806,6 +835,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	if (srv->nsessions >= cfg->max_clients || srv->shutting_down) {
 		log_info("connection refused client=%s reason=%s", client,
 		    srv->shutting_down ? "shutting-down" : "max_clients");
+		srv->stats.connections_refused++;
 		snprintf(text, sizeof(text), "421 4.3.2 %s Too many "
 		    "connections, try again later\r\n", cfg->hostname);
 		refuse_connection(srv, fd, text);
@@ -827,6 +857,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		fatalx("bufferevent_socket_new failed");
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
+	srv->stats.connections++;
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
@@ -904,6 +935,22 @@ open_socket(const struct listen_spec *ls, char *err, size_t errlen)
 	return fd;
 }
 
+static void
+add_listener(struct smtp_server *srv, int fd, const char *text,
+    const char *unix_path)
+{
+	struct listener *l = xcalloc(1, sizeof(*l));
+	evutil_make_socket_nonblocking(fd);
+	l->text = xstrdup(text);
+	l->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
+	l->evl = evconnlistener_new(srv->base, accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (l->evl == NULL)
+		fatalx("evconnlistener_new failed");
+	TAILQ_INSERT_TAIL(&srv->listeners, l, entry);
+	log_info("listening on %s", text);
+}
+
 int
 smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen)
 {
@@ -912,17 +959,16 @@ smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen)
 		int fd = open_socket(ls, err, errlen);
 		if (fd < 0)
 			return -1;
-		struct listener *l = xcalloc(1, sizeof(*l));
-		l->text = xstrdup(ls->text);
-		l->unix_path = ls->is_unix ? xstrdup(ls->unix_path) : NULL;
-		l->evl = evconnlistener_new(srv->base, accept_cb, srv,
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (l->evl == NULL)
-			fatalx("evconnlistener_new failed");
-		TAILQ_INSERT_TAIL(&srv->listeners, l, entry);
-		log_info("listening on %s", ls->text);
+		add_listener(srv, fd, ls->text,
+		    ls->is_unix ? ls->unix_path : NULL);
 	}
 	return 0;
+}
+
+void
+smtp_server_adopt_listener(struct smtp_server *srv, int fd, const char *text)
+{
+	add_listener(srv, fd, text, NULL);
 }
 
 void
@@ -944,6 +990,12 @@ unsigned
 smtp_server_sessions(const struct smtp_server *srv)
 {
 	return srv->nsessions;
+}
+
+const struct smtp_server_stats *
+smtp_server_stats(const struct smtp_server *srv)
+{
+	return &srv->stats;
 }
 
 static void

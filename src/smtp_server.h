@@ -11,6 +11,9 @@
 #define SESRELAY_SMTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "stats.h"
 
 struct event_base;
 struct config;
@@ -27,6 +30,10 @@ void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
 /* Bind and listen on every cfg->listen address (before dropping
  * privileges).  -1 and a one-line reason in err on failure. */
 int smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen);
+/* Serve an already listening socket (socket activation: LISTEN_FDS);
+ * text names it in logs.  The server owns fd from now on. */
+void smtp_server_adopt_listener(struct smtp_server *srv, int fd,
+    const char *text);
 /* New sessions use cfg from now on. */
 void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
 /* Stop accepting; idle sessions get 421 now, busy ones after their
@@ -37,5 +44,18 @@ void smtp_server_free(struct smtp_server *srv);
 
 /* Number of open client sessions. */
 unsigned smtp_server_sessions(const struct smtp_server *srv);
+
+/* What the inbound side has seen since start. */
+struct smtp_server_stats {
+	uint64_t connections;		/* accepted and served */
+	uint64_t connections_refused;	/* allow list, max_clients */
+	uint64_t messages_accepted;	/* 250 at the final dot */
+	uint64_t messages_refused;	/* 5xx at the final dot */
+	uint64_t messages_deferred;	/* 4xx at the final dot */
+	uint64_t recipients;		/* of accepted messages */
+	uint64_t bytes;			/* of accepted messages, as received */
+	struct stats_histogram reply_latency;	/* final dot -> our reply */
+};
+const struct smtp_server_stats *smtp_server_stats(const struct smtp_server *srv);
 
 #endif
