@@ -71,7 +71,8 @@ static const char *const sect_names[] = { "relay", "ses", "queue", "sender" };
 #define NFIXED	3		/* relay, ses, queue */
 
 /* The [sender P] values a key sets (struct key .slots). */
-enum { SLOT_SOURCE, SLOT_FROM, SLOT_RETURN_PATH, SLOT_CSET, NSLOTS };
+enum { SLOT_SOURCE, SLOT_FROM, SLOT_RETURN_PATH, SLOT_CSET, SLOT_USERS,
+    SLOT_NETWORKS, NSLOTS };
 
 /* Where a value came from. */
 struct origin {
@@ -847,11 +848,11 @@ bad:
 	return -1;
 }
 
+/* A list of networks (allow, [sender] networks) into *out / *nout. */
 static int
-p_allow(struct loadctx *ctx, const struct key *k, void *base, const char *v,
-    char *why, size_t wl)
+parse_networks(struct loadctx *ctx, const struct key *k, const char *v,
+    struct cidr **out, size_t *nout, char *why, size_t wl)
 {
-	struct config *cfg = base;
 	struct cidr *a = NULL;
 	size_t n = 0, len;
 	const char *p = v;
@@ -884,9 +885,83 @@ p_allow(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 		snprintf(why, wl, "needs a value");
 		return -1;
 	}
-	free(cfg->allow);
-	cfg->allow = a;
-	cfg->nallow = n;
+	free(*out);
+	*out = a;
+	*nout = n;
+	return 0;
+}
+
+static int
+p_allow(struct loadctx *ctx, const struct key *k, void *base, const char *v,
+    char *why, size_t wl)
+{
+	struct config *cfg = base;
+	return parse_networks(ctx, k, v, &cfg->allow, &cfg->nallow, why, wl);
+}
+
+/* [sender] networks */
+static int
+p_networks(struct loadctx *ctx, const struct key *k, void *base,
+    const char *v, char *why, size_t wl)
+{
+	struct sender_rule *r = base;
+	if (v == NULL) {
+		free(r->networks);
+		r->networks = NULL;
+		r->nnetworks = 0;
+		return 0;
+	}
+	return parse_networks(ctx, k, v, &r->networks, &r->nnetworks, why, wl);
+}
+
+static void
+free_users(struct sender_rule *r)
+{
+	for (size_t i = 0; i < r->nusers; i++)
+		free(r->users[i]);
+	free(r->users);
+	r->users = NULL;
+	r->nusers = 0;
+}
+
+/* [sender] users: SASL user names, separated by blanks. */
+static int
+p_users(struct loadctx *ctx, const struct key *k, void *base, const char *v,
+    char *why, size_t wl)
+{
+	struct sender_rule *r = base;
+	const char *p = v;
+	char tok[VALUE_MAX + 1];
+	char **u = NULL;
+	size_t n = 0;
+
+	if (v == NULL) {
+		free_users(r);
+		return 0;
+	}
+	while (next_word(&p, tok) > 0) {
+		for (const char *c = tok; *c != '\0'; c++) {
+			if ((unsigned char)*c < 0x21 || *c == 0x7f ||
+			    *c == ',') {
+				snprintf(why, wl, "'%s' is not a user name "
+				    "(separate names with blanks)",
+				    show(tok).s);
+				for (size_t i = 0; i < n; i++)
+					free(u[i]);
+				free(u);
+				return -1;
+			}
+		}
+		u = xreallocarray(u, n + 1, sizeof(*u));
+		u[n++] = xstrdup(tok);
+	}
+	if (n == 0) {
+		snprintf(why, wl, "needs a value");
+		return -1;
+	}
+	free_users(r);
+	r->users = u;
+	r->nusers = n;
 	return 0;
 }
 
@@ -1217,6 +1292,10 @@ static const struct key keys[] = {
 	{ .sect = S_SENDER, .name = "configuration_set", .parse = p_cset,
 	  .off = SF(configuration_set), .flags = K_OPT,
 	  .slots = 1 << SLOT_CSET },
+	{ .sect = S_SENDER, .name = "users", .parse = p_users, .flags = K_OPT,
+	  .slots = 1 << SLOT_USERS },
+	{ .sect = S_SENDER, .name = "networks", .parse = p_networks,
+	  .flags = K_OPT, .slots = 1 << SLOT_NETWORKS },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
@@ -2420,6 +2499,8 @@ config_free(struct config *cfg)
 		free(cfg->senders[i].from_arn);
 		free(cfg->senders[i].return_path_arn);
 		free(cfg->senders[i].configuration_set);
+		free_users(&cfg->senders[i]);
+		free(cfg->senders[i].networks);
 	}
 	free(cfg->senders);
 	free(cfg);
@@ -2536,13 +2617,13 @@ config_sender_match(const struct config *cfg, const char *address)
 }
 
 static int
-net_match(const struct config *cfg, int family, const uint8_t *a)
+net_match(const struct cidr *nets, size_t n, int family, const uint8_t *a)
 {
 	size_t i;
 	unsigned full, rest;
 
-	for (i = 0; i < cfg->nallow; i++) {
-		const struct cidr *c = &cfg->allow[i];
+	for (i = 0; i < n; i++) {
+		const struct cidr *c = &nets[i];
 
 		if (c->family != family)
 			continue;
@@ -2558,19 +2639,16 @@ net_match(const struct config *cfg, int family, const uint8_t *a)
 	return 0;
 }
 
-int
-config_client_allowed(const struct config *cfg, const struct sockaddr *sa)
+/* 1 if sa is an inet address inside one of nets (v4-mapped counts as v4). */
+static int
+addr_in_networks(const struct cidr *nets, size_t n, const struct sockaddr *sa)
 {
-	if (cfg == NULL || sa == NULL)
-		return 0;
 	switch (sa->sa_family) {
-	case AF_UNIX:
-		return 1;
 	case AF_INET: {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)
 		    (const void *)sa;
 
-		return net_match(cfg, AF_INET,
+		return net_match(nets, n, AF_INET,
 		    (const uint8_t *)&sin->sin_addr);
 	}
 	case AF_INET6: {
@@ -2579,11 +2657,37 @@ config_client_allowed(const struct config *cfg, const struct sockaddr *sa)
 		const uint8_t *a = sin6->sin6_addr.s6_addr;
 
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
-		    net_match(cfg, AF_INET, a + 12))
+		    net_match(nets, n, AF_INET, a + 12))
 			return 1;
-		return net_match(cfg, AF_INET6, a);
+		return net_match(nets, n, AF_INET6, a);
 	}
 	default:
 		return 0;
 	}
+}
+
+int
+config_client_allowed(const struct config *cfg, const struct sockaddr *sa)
+{
+	if (cfg == NULL || sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_UNIX)
+		return 1;
+	return addr_in_networks(cfg->allow, cfg->nallow, sa);
+}
+
+int
+config_sender_permitted(const struct config *cfg, const char *address,
+    const char *auth_user, const struct sockaddr *client)
+{
+	const struct sender_rule *r = config_sender_match(cfg, address);
+
+	if (r == NULL || (r->nusers == 0 && r->nnetworks == 0))
+		return 1;
+	if (auth_user != NULL)
+		for (size_t i = 0; i < r->nusers; i++)
+			if (strcmp(r->users[i], auth_user) == 0)
+				return 1;
+	return client != NULL &&
+	    addr_in_networks(r->networks, r->nnetworks, client);
 }

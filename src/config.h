@@ -54,6 +54,12 @@ struct sender_rule {
 	char *from_arn;
 	char *return_path_arn;
 	char *configuration_set;
+	/* who may use this sender (envelope or From:): SASL user names and
+	 * client networks; neither set = anyone allowed to relay */
+	char **users;
+	size_t nusers;
+	struct cidr *networks;
+	size_t nnetworks;
 };
 
 struct config {
@@ -146,6 +152,16 @@ void config_unref(struct config *cfg);
  */
 const struct sender_rule *config_sender_match(const struct config *cfg,
     const char *address);
+
+/*
+ * 1 if a client may use address as envelope sender or From: address:
+ * the [sender P] rule that matches address (config_sender_match) has no
+ * users and no networks, or auth_user (the SASL name, NULL if the client
+ * did not authenticate) is one of its users, or client (NULL: unknown;
+ * AF_UNIX never matches) is inside one of its networks.  No rule: 1.
+ */
+int config_sender_permitted(const struct config *cfg, const char *address,
+    const char *auth_user, const struct sockaddr *client);
 
 /* 1 if sa (AF_INET/AF_INET6; v4-mapped v6 counts as v4) is inside one of
  * cfg->allow; AF_UNIX is always allowed. */

@@ -71,6 +71,16 @@ message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
 	return 0;
 }
 
+void
+message_from_address(struct evbuffer *raw, char *out, size_t outlen)
+{
+	size_t hlen = header_length(raw);
+	struct ses_header_info info;
+	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
+	    hlen, &info);
+	snprintf(out, outlen, "%s", info.from_address);
+}
+
 static void
 emit_evbuffer(void *arg, const char *p, size_t n)
 {

@@ -8,6 +8,7 @@
 #ifndef SESRELAY_MESSAGE_H
 #define SESRELAY_MESSAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "relay_client.h"
@@ -32,6 +33,9 @@ struct message_origin {
  */
 int message_check(const struct config *cfg, struct evbuffer *raw,
     unsigned flags, uint64_t size, struct relay_reply *reply);
+
+/* The first address of raw's From: field, lower case, or "". */
+void message_from_address(struct evbuffer *raw, char *out, size_t outlen);
 
 /*
  * Move raw (checked) into out as it must go upstream: the X-SES-* fields

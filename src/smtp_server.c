@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -26,9 +27,12 @@
 #include "message.h"
 #include "queue.h"
 #include "relay_client.h"
+#include "sasl_server.h"
+#include "ses_headers.h"
 #include "smtp_parse.h"
 #include "spool.h"
 #include "tailq.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 /* Replies queued but not yet read by a pipelining client: stop reading
@@ -40,6 +44,14 @@
 #define MAX_ERRORS	20
 /* How long SIGTERM waits for busy sessions. */
 #define SHUTDOWN_GRACE	30
+/* NOOP, RSET, VRFY, EXPN, HELP in one session before we hang up. */
+#define MAX_JUNK	1000
+/* Sessions at once from one non-loopback client address. */
+#define MAX_PER_CLIENT	50
+/* AUTH failures in one session before we hang up. */
+#define MAX_AUTH_FAILURES 5
+/* The whole DATA phase may take this many times [relay] timeout. */
+#define DATA_DEADLINE_FACTOR 4
 
 enum sess_state {
 	SS_CONNECTED,	/* greeted, no HELO/EHLO yet */
@@ -49,11 +61,14 @@ enum sess_state {
 	SS_DATA,	/* reading the message */
 	SS_RELAYING,	/* waiting for the upstream (passthrough) or for
 			 * the spool to make the message durable */
+	SS_AUTH,	/* AUTH: the next line is a SASL response */
+	SS_PAUSED,	/* AUTH failed: the reply waits out a delay */
 	SS_CLOSING	/* final reply queued; close once written */
 };
 
 static const char *sess_state_names[] = {
-	"connected", "ready", "mail", "rcpt", "data", "relaying", "closing"
+	"connected", "ready", "mail", "rcpt", "data", "relaying", "auth",
+	"paused", "closing"
 };
 
 struct listener {
@@ -82,6 +97,8 @@ struct smtp_server {
 	void *drained_arg;
 	struct event *grace_ev;
 	struct smtp_server_stats stats;
+	SSL_CTX *tls_ctx;		/* inbound STARTTLS; NULL: not offered */
+	int sasl_ready;			/* sasl_srv_init done */
 };
 
 struct session {
@@ -89,7 +106,21 @@ struct session {
 	struct smtp_server *srv;
 	struct config *cfg;
 	char id[24];
+	char txid[40];		/* the current message: "<id>.<n>" */
 	char client[ADDR_STR_MAX];
+	struct sockaddr_storage peer;
+	int is_local;		/* loopback or unix socket */
+	int tls;		/* STARTTLS done */
+	SSL *ssl;
+	char *auth_user;	/* the SASL name once authenticated */
+	char auth_mech[32];
+	struct sasl_srv *sasl;
+	unsigned auth_failures;
+	unsigned junk;
+	struct event *deadline_ev;	/* a command (or DATA) must finish */
+	struct event *pause_ev;
+	struct event *linger_ev;	/* closing: waiting for TLS to drain */
+	unsigned linger_rounds;
 	enum sess_state state;
 	struct bufferevent *bev;
 	char helo[256];
@@ -120,6 +151,7 @@ struct pending_commit {
 
 static void session_process(struct session *);
 static void session_free(struct session *);
+static void linger_cb(evutil_socket_t, short, void *);
 
 /* ---- replies and states ---- */
 
@@ -157,14 +189,67 @@ set_read_timeout(struct session *s, int on)
 	bufferevent_set_timeouts(s->bev, on ? &tv : NULL, &tv);
 }
 
+/* Free a closing session once its last reply has left: with TLS that
+ * means the socket bufferevent under the TLS filter is drained too, which
+ * is checked every 10 ms for at most 2 s. */
+static void
+finish_close(struct session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;		/* the write callback brings us back */
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+	if (u != NULL && evbuffer_get_length(bufferevent_get_output(u)) > 0 &&
+	    s->linger_rounds++ < 200) {
+		if (s->linger_ev == NULL)
+			s->linger_ev = evtimer_new(s->srv->base, linger_cb, s);
+		struct timeval tv = { 0, 10000 };
+		evtimer_add(s->linger_ev, &tv);
+		return;
+	}
+	session_free(s);
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	finish_close(arg);
+}
+
 /* Queue a last reply; the session closes once it is written. */
 static void
 close_after(struct session *s)
 {
 	set_state(s, SS_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
+	finish_close(s);
+}
+
+/* A command line (or, with factor > 1, the whole DATA phase) must be
+ * complete within [relay] timeout: a client trickling one byte at a time
+ * does not hold a session forever.  factor 0 disarms. */
+static void
+arm_deadline(struct session *s, unsigned factor)
+{
+	if (factor == 0) {
+		evtimer_del(s->deadline_ev);
+		return;
+	}
+	struct timeval tv = { (time_t)s->cfg->timeout * factor, 0 };
+	evtimer_add(s->deadline_ev, &tv);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (s->state == SS_CLOSING || s->state == SS_RELAYING ||
+	    s->state == SS_PAUSED)
+		return;
+	log_info("session %s client=%s timeout in state %s (command not "
+	    "complete in time)", s->id, s->client,
+	    sess_state_names[s->state]);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	close_after(s);
 }
 
 static void
@@ -210,6 +295,55 @@ valid_helo(const char *arg)
 	return 1;
 }
 
+/* "ip;port" as libsasl2 wants it, or NULL for unix sockets. */
+static const char *
+sasl_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char tmp[ADDR_STR_MAX];
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return NULL;
+	addr_format(sa, tmp, sizeof(tmp));
+	char *colon = strrchr(tmp, ':');
+	if (colon == NULL)
+		return NULL;
+	*colon = ';';
+	const char *h = tmp;
+	if (tmp[0] == '[') {	/* "[v6];port" -> "v6;port" */
+		h = tmp + 1;
+		char *rb = strchr(tmp, ']');
+		if (rb != NULL)
+			memmove(rb, rb + 1, strlen(rb + 1) + 1);
+	}
+	snprintf(buf, len, "%s", h);
+	return buf;
+}
+
+/* The AUTH mechanisms to offer now, or NULL: AUTH is only offered over
+ * TLS or on loopback and unix connections, where a password is safe. */
+static const char *
+auth_mechs(struct session *s)
+{
+	if (s->cfg->auth == AUTH_OFF || !s->srv->sasl_ready ||
+	    s->auth_user != NULL || (!s->tls && !s->is_local))
+		return NULL;
+	if (s->sasl == NULL) {
+		char l[ADDR_STR_MAX], r[ADDR_STR_MAX];
+		struct sockaddr_storage local;
+		socklen_t ll = sizeof(local);
+		const char *lp = NULL;
+		if (getsockname(bufferevent_getfd(s->bev),
+		    (struct sockaddr *)&local, &ll) == 0)
+			lp = sasl_addr((struct sockaddr *)&local, l, sizeof(l));
+		s->sasl = sasl_srv_new(s->cfg->sasl_service, s->cfg->hostname,
+		    lp, sasl_addr((struct sockaddr *)&s->peer, r, sizeof(r)),
+		    s->tls ? (unsigned)SSL_get_cipher_bits(s->ssl, NULL) : 0,
+		    1);
+		if (s->sasl == NULL)
+			return NULL;
+	}
+	return sasl_srv_mechs(s->sasl);
+}
+
 static void
 cmd_helo(struct session *s, const char *args, int esmtp)
 {
@@ -231,6 +365,11 @@ cmd_helo(struct session *s, const char *args, int esmtp)
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
 	reply(s, "250-8BITMIME");
+	if (s->srv->tls_ctx != NULL && !s->tls)
+		reply(s, "250-STARTTLS");
+	const char *mechs = auth_mechs(s);
+	if (mechs != NULL)
+		reply(s, "250-AUTH %s", mechs);
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -268,6 +407,21 @@ cmd_mail(struct session *s, const char *args)
 	default:
 		reply(s, "501 5.5.4 %s", why);
 		client_error(s);
+		return;
+	}
+	if (s->cfg->auth == AUTH_REQUIRED && s->auth_user == NULL) {
+		reply(s, "530 5.7.0 Authentication required");
+		client_error(s);
+		return;
+	}
+	if (ma.address[0] != '\0' && !config_sender_permitted(s->cfg,
+	    ma.address, s->auth_user, (struct sockaddr *)&s->peer)) {
+		log_info("session %s client=%s user=%s refused sender=<%s>: "
+		    "not allowed", s->id, s->client,
+		    s->auth_user != NULL ? s->auth_user : "-", ma.address);
+		reply(s, "550 5.7.1 <%s>: Sender address not allowed for %s",
+		    ma.address, s->auth_user != NULL ? "this user" :
+		    "this client");
 		return;
 	}
 	if (ma.has_size && ma.size > s->cfg->max_message_size) {
@@ -355,6 +509,7 @@ cmd_data(struct session *s, const char *args)
 		s->data = evbuffer_new();
 	smtp_data_init(&s->dr);
 	set_state(s, SS_DATA);
+	arm_deadline(s, DATA_DEADLINE_FACTOR);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -384,7 +539,10 @@ account(struct session *s, int code)
 static const char *
 protocol_name(const struct session *s)
 {
-	return s->esmtp ? "ESMTP" : "SMTP";
+	if (!s->esmtp)
+		return "SMTP";
+	return s->tls ? (s->auth_user != NULL ? "ESMTPSA" : "ESMTPS") :
+	    (s->auth_user != NULL ? "ESMTPA" : "ESMTP");
 }
 
 static void
@@ -401,7 +559,7 @@ relay_done(const struct relay_result *res, void *arg)
 
 	s->job = NULL;
 	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
-	    "reply=\"%d %s %s\" ses_id=%s delay=%.3f", s->id, s->sender,
+	    "reply=\"%d %s %s\" ses_id=%s delay=%.3f", s->txid, s->sender,
 	    s->nrcpts, (size_t)s->dr.total,
 	    res->status == RELAY_OK ? "sent" :
 	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",
@@ -412,6 +570,7 @@ relay_done(const struct relay_result *res, void *arg)
 	tx_reset(s);
 	set_state(s, SS_READY);
 	set_read_timeout(s, 1);
+	arm_deadline(s, 1);
 	if (s->srv->shutting_down) {
 		reply(s, "421 4.3.2 %s Service shutting down",
 		    s->cfg->hostname);
@@ -460,6 +619,7 @@ spool_done(int error, void *arg)
 	tx_reset(s);
 	set_state(s, SS_READY);
 	set_read_timeout(s, 1);
+	arm_deadline(s, 1);
 	if (s->srv->shutting_down) {
 		reply(s, "421 4.3.2 %s Service shutting down",
 		    s->cfg->hostname);
@@ -519,6 +679,7 @@ spool_message(struct session *s, const struct message_origin *origin_in)
 	s->commit = pc;
 	set_state(s, SS_RELAYING);
 	set_read_timeout(s, 0);
+	arm_deadline(s, 0);
 }
 
 static void
@@ -528,6 +689,8 @@ data_done(struct session *s)
 
 	clock_gettime(CLOCK_MONOTONIC, &s->t_data);
 	s->ntx++;
+	snprintf(s->txid, sizeof(s->txid), "%s.%u", s->id, s->ntx);
+	arm_deadline(s, 1);
 	if (s->dr.flags & SMTP_DATA_LOOSE_END) {
 		/* The client thinks its data ended: whatever it sends next
 		 * cannot be trusted to be commands (SMTP smuggling). */
@@ -543,7 +706,7 @@ data_done(struct session *s)
 	if (message_check(s->cfg, s->data, s->dr.flags, s->dr.total,
 	    &refusal) != 0) {
 		log_info("delivery id=%s from=<%s> rcpts=%zu size=%llu "
-		    "status=refused reply=\"%d %s %s\"", s->id, s->sender,
+		    "status=refused reply=\"%d %s %s\"", s->txid, s->sender,
 		    s->nrcpts, (unsigned long long)s->dr.total, refusal.code,
 		    refusal.enhanced, refusal.text);
 		reply(s, "%d %s %s", refusal.code, refusal.enhanced,
@@ -554,11 +717,24 @@ data_done(struct session *s)
 		return;
 	}
 
-	char id[40];
-	snprintf(id, sizeof(id), "%s.%u", s->id, s->ntx);
+	char from[SES_ADDRESS_MAX];
+	message_from_address(s->data, from, sizeof(from));
+	if (from[0] != '\0' && !config_sender_permitted(s->cfg, from,
+	    s->auth_user, (struct sockaddr *)&s->peer)) {
+		log_info("delivery id=%s from=<%s> rcpts=%zu status=refused "
+		    "reason=\"From: <%s> not allowed for %s\"", s->txid,
+		    s->sender, s->nrcpts, from, s->auth_user != NULL ?
+		    s->auth_user : s->client);
+		reply(s, "550 5.7.1 From: address <%s> not allowed for %s",
+		    from, s->auth_user != NULL ? "this user" : "this client");
+		account(s, 550);
+		tx_reset(s);
+		set_state(s, SS_READY);
+		return;
+	}
 	struct message_origin origin = {
 		.helo = s->helo, .client = s->client,
-		.protocol = protocol_name(s), .id = id,
+		.protocol = protocol_name(s), .id = s->txid,
 		.rcpt_for = s->nrcpts == 1 ? s->rcpts[0] : NULL,
 	};
 	if (s->cfg->mode == RELAY_MODE_SPOOL) {
@@ -566,7 +742,7 @@ data_done(struct session *s)
 		return;
 	}
 	/* passthrough: straight to SES; the client gets SES's reply */
-	struct relay_msg *msg = relay_msg_new(id, s->sender);
+	struct relay_msg *msg = relay_msg_new(s->txid, s->sender);
 	for (size_t i = 0; i < s->nrcpts; i++)
 		relay_msg_add_rcpt(msg, s->rcpts[i]);
 	msg->eightbit = s->eightbit;
@@ -574,6 +750,7 @@ data_done(struct session *s)
 	message_build(s->cfg, s->sender, &origin, s->data, msg->body);
 	set_state(s, SS_RELAYING);
 	set_read_timeout(s, 0);
+	arm_deadline(s, 0);
 	s->job = relay_submit(s->srv->pool, msg, relay_done, s);
 }
 
@@ -604,7 +781,217 @@ session_read_data(struct session *s, struct evbuffer *in)
 	return 0;
 }
 
+/* ---- STARTTLS and AUTH ---- */
+
+static void session_read_cb(struct bufferevent *, void *);
+static void session_write_cb(struct bufferevent *, void *);
+static void session_event_cb(struct bufferevent *, short, void *);
+
+static void
+cmd_starttls(struct session *s, const char *args)
+{
+	if (s->srv->tls_ctx == NULL) {
+		reply(s, "502 5.5.1 STARTTLS not available");
+		client_error(s);
+		return;
+	}
+	if (s->tls) {
+		reply(s, "503 5.5.1 Error: TLS already active");
+		client_error(s);
+		return;
+	}
+	if (args != NULL && *args != '\0') {
+		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		client_error(s);
+		return;
+	}
+	if (s->state != SS_CONNECTED && s->state != SS_READY) {
+		reply(s, "503 5.5.1 Error: STARTTLS not allowed in a mail "
+		    "transaction");
+		client_error(s);
+		return;
+	}
+	SSL *ssl = SSL_new(s->srv->tls_ctx);
+	if (ssl == NULL) {
+		reply(s, "454 4.7.0 TLS not available due to temporary reason");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* Anything the client sent after STARTTLS, before the handshake,
+	 * was sent in clear and must not be read as commands afterwards
+	 * (STARTTLS command injection, CVE-2011-0411). */
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t junk = evbuffer_get_length(in);
+	if (junk > 0) {
+		log_info("session %s client=%s discarded %zu bytes pipelined "
+		    "after STARTTLS", s->id, s->client, junk);
+		evbuffer_drain(in, junk);
+	}
+	struct bufferevent *tbev = bufferevent_openssl_filter_new(s->srv->base,
+	    s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tbev == NULL) {
+		SSL_free(ssl);
+		close_after(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
+	s->bev = tbev;
+	s->ssl = ssl;
+	s->tls = 1;
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+	set_read_timeout(s, 1);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* RFC 3207: forget everything learnt before TLS */
+	tx_reset(s);
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	free(s->auth_user);
+	s->auth_user = NULL;
+	sasl_srv_free(s->sasl);
+	s->sasl = NULL;
+	set_state(s, SS_CONNECTED);
+}
+
+/* Failed attempts wait before their 535: a password guesser gets one
+ * try per second or slower, and is cut off after MAX_AUTH_FAILURES. */
+static void
+auth_pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	reply(s, "535 5.7.8 Error: authentication failed");
+	set_state(s, SS_READY);
+	if (s->auth_failures >= MAX_AUTH_FAILURES) {
+		reply(s, "421 4.7.0 %s Too many authentication failures",
+		    s->cfg->hostname);
+		close_after(s);
+		return;
+	}
+	arm_deadline(s, 1);
+	set_read_timeout(s, 1);
+	session_process(s);
+}
+
+static void
+auth_result(struct session *s, enum sasl_srv_result r, const char *out)
+{
+	switch (r) {
+	case SASL_SRV_OK:
+		s->auth_user = xstrdup(sasl_srv_user(s->sasl));
+		log_info("session %s client=%s auth user=%s mech=%s result=ok",
+		    s->id, s->client, s->auth_user, s->auth_mech);
+		reply(s, "235 2.7.0 Authentication successful");
+		set_state(s, SS_READY);
+		return;
+	case SASL_SRV_CONTINUE:
+		reply(s, "334 %s", out);
+		set_state(s, SS_AUTH);
+		return;
+	case SASL_SRV_FAIL: {
+		s->auth_failures++;
+		log_info("session %s client=%s auth mech=%s result=failed "
+		    "failures=%u", s->id, s->client, s->auth_mech,
+		    s->auth_failures);
+		set_state(s, SS_PAUSED);
+		arm_deadline(s, 0);
+		set_read_timeout(s, 0);
+		struct timeval tv = { (time_t)s->auth_failures, 0 };
+		evtimer_add(s->pause_ev, &tv);
+		return;
+	}
+	case SASL_SRV_NOMECH:
+		reply(s, "504 5.5.4 Unrecognized authentication type");
+		break;
+	case SASL_SRV_SYNTAX:
+		reply(s, "501 5.5.2 Cannot decode response");
+		break;
+	case SASL_SRV_TEMP:
+		reply(s, "454 4.7.0 Temporary authentication failure");
+		break;
+	}
+	set_state(s, SS_READY);
+	client_error(s);
+}
+
+static void
+cmd_auth(struct session *s, const char *args)
+{
+	char out[SMTP_LINE_MAX * 2];
+	char mech[32];
+
+	if (s->cfg->auth == AUTH_OFF || !s->srv->sasl_ready) {
+		reply(s, "502 5.5.1 AUTH not available");
+		client_error(s);
+		return;
+	}
+	if (s->auth_user != NULL) {
+		reply(s, "503 5.5.1 Error: already authenticated");
+		client_error(s);
+		return;
+	}
+	if (s->state != SS_READY || !s->esmtp) {
+		reply(s, "503 5.5.1 Error: %s", s->esmtp ?
+		    "AUTH not allowed in a mail transaction" :
+		    "send EHLO first");
+		client_error(s);
+		return;
+	}
+	if (auth_mechs(s) == NULL) {
+		reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		client_error(s);
+		return;
+	}
+	const char *sp = args != NULL ? strchr(args, ' ') : NULL;
+	size_t mlen = sp != NULL ? (size_t)(sp - args) :
+	    args != NULL ? strlen(args) : 0;
+	if (mlen == 0 || mlen >= sizeof(mech)) {
+		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		client_error(s);
+		return;
+	}
+	memcpy(mech, args, mlen);
+	mech[mlen] = '\0';
+	snprintf(s->auth_mech, sizeof(s->auth_mech), "%s", mech);
+	const char *initial = NULL;
+	if (sp != NULL) {
+		while (*sp == ' ')
+			sp++;
+		initial = *sp != '\0' ? sp : NULL;
+	}
+	auth_result(s, sasl_srv_start(s->sasl, mech, initial, out,
+	    sizeof(out)), out);
+}
+
+/* A line read in SS_AUTH: the client's answer to our 334 challenge. */
+static void
+auth_response(struct session *s, const char *line)
+{
+	char out[SMTP_LINE_MAX * 2];
+	if (strcmp(line, "*") == 0) {
+		reply(s, "501 5.7.0 Authentication aborted");
+		set_state(s, SS_READY);
+		return;
+	}
+	auth_result(s, sasl_srv_step(s->sasl, line, out, sizeof(out)), out);
+}
+
 /* ---- the command loop ---- */
+
+/* Count a command that moves no mail; 1 if the session was closed. */
+static int
+junk_command(struct session *s)
+{
+	if (++s->junk <= MAX_JUNK)
+		return 0;
+	log_info("session %s client=%s closed: more than %d commands that "
+	    "move no mail", s->id, s->client, MAX_JUNK);
+	reply(s, "421 4.7.0 %s Too many commands, closing connection",
+	    s->cfg->hostname);
+	close_after(s);
+	return 1;
+}
 
 static void
 session_command(struct session *s, char *line, size_t len)
@@ -612,6 +999,23 @@ session_command(struct session *s, char *line, size_t len)
 	const char *args = NULL;
 	enum smtp_verb verb = smtp_parse_command(line, len, &args);
 
+	arm_deadline(s, 1);	/* the next command has its own time */
+	if (s->state == SS_AUTH) {
+		auth_response(s, line);
+		return;
+	}
+	switch (verb) {
+	case SMTP_VERB_NOOP:
+	case SMTP_VERB_RSET:
+	case SMTP_VERB_VRFY:
+	case SMTP_VERB_EXPN:
+	case SMTP_VERB_HELP:
+		if (junk_command(s))
+			return;
+		break;
+	default:
+		break;
+	}
 	switch (verb) {
 	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:
@@ -642,7 +1046,8 @@ session_command(struct session *s, char *line, size_t len)
 		reply(s, "502 5.5.1 EXPN not supported");
 		return;
 	case SMTP_VERB_STARTTLS:
-	case SMTP_VERB_AUTH:
+		cmd_starttls(s, args);
+		return;
 	case SMTP_VERB_BDAT:
 		reply(s, "502 5.5.1 Command not implemented");
 		client_error(s);
@@ -662,6 +1067,9 @@ session_command(struct session *s, char *line, size_t len)
 		return;
 	}
 	switch (verb) {
+	case SMTP_VERB_AUTH:
+		cmd_auth(s, args);
+		return;
 	case SMTP_VERB_MAIL:
 		cmd_mail(s, args);
 		return;
@@ -680,10 +1088,12 @@ session_command(struct session *s, char *line, size_t len)
 static void
 session_process(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct bufferevent *bev = s->bev;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out = bufferevent_get_output(bev);
 
-	while (s->state != SS_CLOSING && s->state != SS_RELAYING) {
+	while (s->state != SS_CLOSING && s->state != SS_RELAYING &&
+	    s->state != SS_PAUSED && s->bev == bev) {
 		if (evbuffer_get_length(out) > OUTPUT_HIGH)
 			return;		/* resumed by the write callback */
 		if (s->state == SS_DATA) {
@@ -739,7 +1149,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	if (s->state == SS_CLOSING) {
-		session_free(s);
+		finish_close(s);
 		return;
 	}
 	/* a pipelining client read its replies: go on with its commands */
@@ -750,6 +1160,21 @@ static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		char desc[128];
+		tls_describe(s->ssl, desc, sizeof(desc));
+		log_info("session %s client=%s tls %s", s->id, s->client, desc);
+		return;
+	}
+	if (s->tls && s->state == SS_CONNECTED && s->helo[0] == '\0' &&
+	    (what & BEV_EVENT_ERROR)) {
+		char why[256];
+		tls_failure_reason(s->ssl, bufferevent_get_openssl_error(bev),
+		    "client", why, sizeof(why));
+		log_info("session %s client=%s %s", s->id, s->client, why);
+		session_free(s);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state != SS_CLOSING) {
 			log_info("session %s client=%s timeout in state %s",
@@ -783,6 +1208,12 @@ session_free(struct session *s)
 	if (s->commit != NULL)
 		s->commit->s = NULL;	/* the commit goes on without us */
 	tx_reset(s);
+	sasl_srv_free(s->sasl);
+	free(s->auth_user);
+	event_free(s->deadline_ev);
+	event_free(s->pause_ev);
+	if (s->linger_ev != NULL)
+		event_free(s->linger_ev);
 	if (s->data != NULL)
 		evbuffer_free(s->data);
 	bufferevent_free(s->bev);
@@ -796,6 +1227,54 @@ session_free(struct session *s)
 		srv->drained = NULL;
 		fn(srv->drained_arg);
 	}
+}
+
+/* Loopback or unix: the machine itself. */
+static int
+is_loopback(const struct sockaddr *sa)
+{
+	switch (sa->sa_family) {
+	case AF_UNIX:
+		return 1;
+	case AF_INET:
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6: {
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		    (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	default:
+		return 0;
+	}
+}
+
+static int
+same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return 0;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)a)->
+		    sin_addr.s_addr == ((const struct sockaddr_in *)
+		    (const void *)b)->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->
+		    sin6_addr, &((const struct sockaddr_in6 *)(const void *)b)->
+		    sin6_addr, sizeof(struct in6_addr)) == 0;
+	return 0;
+}
+
+static unsigned
+sessions_from(const struct smtp_server *srv, const struct sockaddr *sa)
+{
+	const struct session *s;
+	unsigned n = 0;
+	TAILQ_FOREACH(s, &srv->sessions, entry)
+		if (same_host((const struct sockaddr *)&s->peer, sa))
+			n++;
+	return n;
 }
 
 /* Say one thing to a client we will not serve, then hang up. */
@@ -841,12 +1320,25 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		refuse_connection(srv, fd, text);
 		return;
 	}
+	int local = is_loopback(sa);
+	if (!local && sessions_from(srv, sa) >= MAX_PER_CLIENT) {
+		log_info("connection refused client=%s reason=per-client-limit",
+		    client);
+		srv->stats.connections_refused++;
+		snprintf(text, sizeof(text), "421 4.7.0 %s Too many "
+		    "connections from your address\r\n", cfg->hostname);
+		refuse_connection(srv, fd, text);
+		return;
+	}
 	if (sa->sa_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 
 	struct session *s = xcalloc(1, sizeof(*s));
+	if ((size_t)salen <= sizeof(s->peer))
+		memcpy(&s->peer, sa, (size_t)salen);
+	s->is_local = local;
 	s->srv = srv;
 	s->cfg = config_ref(cfg);
 	snprintf(s->id, sizeof(s->id), "%08llX",
@@ -862,6 +1354,9 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	    session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
 	set_read_timeout(s, 1);
+	s->deadline_ev = evtimer_new(srv->base, deadline_cb, s);
+	s->pause_ev = evtimer_new(srv->base, auth_pause_cb, s);
+	arm_deadline(s, 1);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_debug("session %s connect client=%s", s->id, client);
 	reply(s, "220 %s ESMTP sesrelay", cfg->hostname);
@@ -951,9 +1446,28 @@ add_listener(struct smtp_server *srv, int fd, const char *text,
 	log_info("listening on %s", text);
 }
 
+/* The inbound TLS context for cfg, or NULL when none is configured.
+ * -1 and a reason if the certificate or key do not load. */
+static int
+load_tls(const struct config *cfg, SSL_CTX **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (cfg->tls_cert == NULL || cfg->tls_key == NULL)
+		return 0;
+	*out = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+	return *out == NULL ? -1 : 0;
+}
+
 int
 smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen)
 {
+	if (load_tls(srv->cfg, &srv->tls_ctx, err, errlen) != 0)
+		return -1;
+	if (srv->cfg->auth != AUTH_OFF) {
+		if (sasl_srv_init(srv->cfg->sasl_service, err, errlen) != 0)
+			return -1;
+		srv->sasl_ready = 1;
+	}
 	for (size_t i = 0; i < srv->cfg->nlisten; i++) {
 		const struct listen_spec *ls = &srv->cfg->listen[i];
 		int fd = open_socket(ls, err, errlen);
@@ -982,6 +1496,23 @@ smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
 void
 smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
 {
+	SSL_CTX *ctx;
+	char err[256];
+
+	/* a certificate renewed on disk is picked up here */
+	if (load_tls(cfg, &ctx, err, sizeof(err)) != 0) {
+		log_warnx("reload: keeping the old inbound TLS certificate: %s",
+		    err);
+	} else {
+		SSL_CTX_free(srv->tls_ctx);
+		srv->tls_ctx = ctx;
+	}
+	if (cfg->auth != AUTH_OFF && !srv->sasl_ready) {
+		if (sasl_srv_init(cfg->sasl_service, err, sizeof(err)) == 0)
+			srv->sasl_ready = 1;
+		else
+			log_warnx("reload: %s", err);
+	}
 	config_unref(srv->cfg);
 	srv->cfg = config_ref(cfg);
 }
@@ -1064,6 +1595,9 @@ smtp_server_free(struct smtp_server *srv)
 	close_listeners(srv);
 	if (srv->grace_ev != NULL)
 		event_free(srv->grace_ev);
+	SSL_CTX_free(srv->tls_ctx);
+	if (srv->sasl_ready)
+		sasl_srv_done();
 	config_unref(srv->cfg);
 	free(srv);
 }
