@@ -78,15 +78,16 @@ prepare_spool_dir(const struct config *cfg)
 static void
 drop_privileges(const struct config *cfg)
 {
-	if (cfg->user == NULL) {
-		if (geteuid() == 0)
-			log_warnx("running as root: set [relay] user to drop "
-			    "privileges after binding");
-		return;
-	}
+	if (cfg->user == NULL)
+		return;		/* not root: main() checked */
 	struct passwd *pw = getpwnam(cfg->user);
 	if (pw == NULL)
 		fatalx("user %s: no such user", cfg->user);
+	if (pw->pw_uid == 0) {
+		log_warnx("running as root, as [relay] user = %s says",
+		    cfg->user);
+		return;
+	}
 	if (geteuid() != 0) {
 		if (geteuid() != pw->pw_uid)
 			fatalx("cannot switch to user %s: not running as root",
@@ -242,6 +243,15 @@ main(int argc, char *argv[])
 		    d.cfg->tls_verify_name, d.cfg->credential_source);
 		config_unref(d.cfg);
 		return 0;
+	}
+	if (geteuid() == 0 && d.cfg->user == NULL) {
+		/* least privilege: root only to bind and read keys */
+		fprintf(stderr, "sesrelayd: %s: [relay] user: refusing to run "
+		    "as root; set user to an unprivileged account (the daemon "
+		    "switches to it after binding), or user = root to insist\n",
+		    d.cfg->path);
+		config_unref(d.cfg);
+		return 2;
 	}
 	log_set_format(d.cfg->log_format);
 	signal(SIGPIPE, SIG_IGN);

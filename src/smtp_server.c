@@ -163,11 +163,18 @@ static void
 reply(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[SMTP_LINE_MAX + 2];
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;	/* a reply line is bounded */
+	/* one piece, so that with TLS a reply is one record */
+	line[n++] = '\r';
+	line[n++] = '\n';
+	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
 }
 
 /* The only place ->state changes. */
