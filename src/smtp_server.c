@@ -50,6 +50,11 @@
 #define MAX_PER_CLIENT	50
 /* AUTH failures in one session before we hang up. */
 #define MAX_AUTH_FAILURES 5
+/* Clients whose recent AUTH failures are remembered across sessions, how
+ * long a failure counts, and the longest delay it earns. */
+#define AUTH_PENALTY_SLOTS 256
+#define AUTH_PENALTY_WINDOW 600
+#define AUTH_DELAY_MAX 15
 /* The whole DATA phase may take this many times [relay] timeout. */
 #define DATA_DEADLINE_FACTOR 4
 
@@ -99,6 +104,13 @@ struct smtp_server {
 	struct smtp_server_stats stats;
 	SSL_CTX *tls_ctx;		/* inbound STARTTLS; NULL: not offered */
 	int sasl_ready;			/* sasl_srv_init done */
+	/* recent AUTH failures per client address, so that opening new
+	 * sessions does not reset the delay a password guesser earns */
+	struct auth_penalty {
+		struct sockaddr_storage addr;
+		unsigned failures;
+		time_t last;
+	} penalty[AUTH_PENALTY_SLOTS];
 };
 
 struct session {
@@ -861,6 +873,41 @@ cmd_starttls(struct session *s, const char *args)
 	set_state(s, SS_CONNECTED);
 }
 
+static int same_host(const struct sockaddr *, const struct sockaddr *);
+
+/* Count an AUTH failure of s's client; the delay (seconds) it earns:
+ * one more second for each failure from that address in the last ten
+ * minutes, in any session. */
+static unsigned
+auth_penalty(struct session *s)
+{
+	struct smtp_server *srv = s->srv;
+	time_t now = time(NULL);
+	struct auth_penalty *slot = NULL, *oldest = &srv->penalty[0];
+	for (size_t i = 0; i < AUTH_PENALTY_SLOTS; i++) {
+		struct auth_penalty *p = &srv->penalty[i];
+		if (p->failures > 0 && same_host((struct sockaddr *)&p->addr,
+		    (struct sockaddr *)&s->peer)) {
+			slot = p;
+			break;
+		}
+		if (p->last < oldest->last)
+			oldest = p;
+	}
+	if (slot == NULL) {
+		slot = oldest;
+		memset(slot, 0, sizeof(*slot));
+		slot->addr = s->peer;
+	}
+	if (now - slot->last > AUTH_PENALTY_WINDOW)
+		slot->failures = 0;
+	slot->failures++;
+	slot->last = now;
+	unsigned d = slot->failures > s->auth_failures ? slot->failures :
+	    s->auth_failures;
+	return d < AUTH_DELAY_MAX ? d : AUTH_DELAY_MAX;
+}
+
 /* Failed attempts wait before their 535: a password guesser gets one
  * try per second or slower, and is cut off after MAX_AUTH_FAILURES. */
 static void
@@ -903,7 +950,7 @@ auth_result(struct session *s, enum sasl_srv_result r, const char *out)
 		set_state(s, SS_PAUSED);
 		arm_deadline(s, 0);
 		set_read_timeout(s, 0);
-		struct timeval tv = { (time_t)s->auth_failures, 0 };
+		struct timeval tv = { (time_t)auth_penalty(s), 0 };
 		evtimer_add(s->pause_ev, &tv);
 		return;
 	}
