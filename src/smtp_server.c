@@ -564,6 +564,25 @@ protocol_name(const struct session *s)
 	    (s->auth_user != NULL ? "ESMTPA" : "ESMTP");
 }
 
+/* The final reply to a transaction is queued: back to reading commands,
+ * or say goodbye if we are shutting down. */
+static void
+tx_finished(struct session *s)
+{
+	tx_reset(s);
+	set_state(s, SS_READY);
+	set_read_timeout(s, 1);
+	arm_deadline(s, 1);
+	if (s->srv->shutting_down) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		close_after(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
 static void
 relay_done(const struct relay_result *res, void *arg)
 {
@@ -586,18 +605,7 @@ relay_done(const struct relay_result *res, void *arg)
 	    res->ses_message_id[0] ? res->ses_message_id : "-", delay);
 	reply(s, "%d %s %s", r->code, enh, r->text);
 	account(s, r->code);
-	tx_reset(s);
-	set_state(s, SS_READY);
-	set_read_timeout(s, 1);
-	arm_deadline(s, 1);
-	if (s->srv->shutting_down) {
-		reply(s, "421 4.3.2 %s Service shutting down",
-		    s->cfg->hostname);
-		close_after(s);
-		return;
-	}
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_finished(s);
 }
 
 /* Back on the event loop after the spool's fsyncs. */
@@ -635,18 +643,7 @@ spool_done(int error, void *arg)
 	if (s == NULL)
 		return;
 	s->commit = NULL;
-	tx_reset(s);
-	set_state(s, SS_READY);
-	set_read_timeout(s, 1);
-	arm_deadline(s, 1);
-	if (s->srv->shutting_down) {
-		reply(s, "421 4.3.2 %s Service shutting down",
-		    s->cfg->hostname);
-		close_after(s);
-		return;
-	}
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_finished(s);
 }
 
 /* Spool mode: the message is accepted once it is durable on disk. */

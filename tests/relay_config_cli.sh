@@ -12,18 +12,6 @@ PY=/usr/bin/python3
 CLIENT=$TESTS_DIR/smtp_client.py
 export LC_ALL=C
 
-# stop_relay PID LOG: SIGTERM; sesrelayd must exit 0 within 10 s, with no
-# sanitizer report in its log (the tests also run under ASan/UBSan).
-stop_relay() {
-	local pid=$1 log=$2 rc=0
-	kill -TERM "$pid" 2>/dev/null || t_fail "sesrelayd (pid $pid) died early: $(tail -20 "$log")"
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$pid" 2>/dev/null || t_fail "sesrelayd did not exit within 10 s of SIGTERM"
-	wait "$pid" || rc=$?
-	[ $rc = 0 ] || t_fail "sesrelayd exited $rc after SIGTERM: $(tail -20 "$log")"
-	! grep -qE 'Sanitizer|runtime error' "$log" ||
-		t_fail "sanitizer report in $log: $(grep -A30 -E 'Sanitizer|runtime error' "$log" | head -40)"
-}
 unset AWS_REGION AWS_DEFAULT_REGION AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID \
 	AWS_SECRET_ACCESS_KEY AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE
 # no ~/.aws/credentials of whoever runs the tests
