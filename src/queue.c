@@ -21,6 +21,11 @@
 
 /* Upstream transactions in flight per upstream session allowed. */
 #define INFLIGHT_PER_SESSION 2
+/* rcpt_state of a recipient whose transaction is under way (in memory
+ * only: the .state file knows pending, done and failed). */
+#define RCPT_INFLIGHT 3
+/* ... and of one SES deferred in this attempt: pending again after it. */
+#define RCPT_DEFERRED 4
 
 struct qentry {
 	TAILQ_ENTRY(qentry) entry;	/* queue->all */
@@ -261,6 +266,9 @@ attempt_done(struct qentry *e)
 	struct spool_envelope *env = e->env;
 	time_t now = time(NULL);
 
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpt_state[i] == RCPT_DEFERRED)
+			env->rcpt_state[i] = SPOOL_RCPT_PENDING;
 	if (count_state(env, SPOOL_RCPT_PENDING) == 0) {
 		finish(e);
 		return;
@@ -305,6 +313,7 @@ chunk_done(const struct relay_result *res, void *arg)
 			refused++;
 			break;
 		default:
+			env->rcpt_state[i] = RCPT_DEFERRED;
 			free(env->last_error);
 			env->last_error = xstrdup(text);
 			deferred++;
@@ -342,7 +351,7 @@ chunk_done(const struct relay_result *res, void *arg)
 	free(c->idx);
 	free(c);
 	q->inflight--;
-	if (--e->jobs_out == 0)
+	if (--e->jobs_out == 0 && !e->ready)
 		attempt_done(e);
 	if (q->shutting_down && q->inflight == 0 && q->drained != NULL) {
 		void (*fn)(void *) = q->drained;
@@ -353,82 +362,94 @@ chunk_done(const struct relay_result *res, void *arg)
 	dispatch(q);
 }
 
-static void
-start_attempt(struct qentry *e)
+/* Before the first transaction of an attempt: fail what is too old.
+ * 0 if the attempt may go on, -1 if the entry is gone (finished). */
+static int
+begin_attempt(struct qentry *e)
 {
 	struct queue *q = e->q;
 	struct spool_envelope *env = e->env;
 	time_t now = time(NULL);
 
-	if ((unsigned long long)(now - env->created) >= q->cfg->lifetime) {
-		char why[RELAY_TEXT_MAX + 64];
-		snprintf(why, sizeof(why), "lifetime expired; last error: %s",
-		    env->last_error != NULL ? env->last_error : "none");
-		for (size_t i = 0; i < env->nrcpts; i++) {
-			if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
-				continue;
-			env->rcpt_state[i] = SPOOL_RCPT_FAILED;
-			free(env->rcpt_error[i]);
-			env->rcpt_error[i] = xstrdup(why);
-		}
-		log_info("expired id=%s from=<%s> age=%llds", env->id,
-		    env->sender, (long long)(now - env->created));
-		finish(e);
-		return;
+	if ((unsigned long long)(now - env->created) < q->cfg->lifetime)
+		return 0;
+	char why[RELAY_TEXT_MAX + 64];
+	snprintf(why, sizeof(why), "lifetime expired; last error: %s",
+	    env->last_error != NULL ? env->last_error : "none");
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
+			continue;
+		env->rcpt_state[i] = SPOOL_RCPT_FAILED;
+		free(env->rcpt_error[i]);
+		env->rcpt_error[i] = xstrdup(why);
 	}
-	struct evbuffer *body = evbuffer_new();
-	if (spool_read_message(q->spool, env->id, body) != 0) {
+	log_info("expired id=%s from=<%s> age=%llds", env->id, env->sender,
+	    (long long)(now - env->created));
+	TAILQ_REMOVE(&q->ready, e, ready_entry);
+	e->ready = 0;
+	finish(e);
+	return -1;
+}
+
+/* Recipients of e waiting for a transaction, at most RELAY_MAX_RCPTS. */
+static size_t
+next_chunk_size(const struct qentry *e)
+{
+	size_t n = count_state(e->env, SPOOL_RCPT_PENDING);
+	return n < RELAY_MAX_RCPTS ? n : RELAY_MAX_RCPTS;
+}
+
+/* Submit one upstream transaction for the next n pending recipients of
+ * e.  -1 if the message cannot be read (the attempt ends there). */
+static int
+send_chunk(struct qentry *e, size_t n)
+{
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+	struct relay_msg *msg = relay_msg_new(env->id, env->sender);
+
+	if (spool_read_message(q->spool, env->id, msg->body) != 0) {
 		int err = errno;
-		evbuffer_free(body);
-		if (err == ENOENT) {
-			log_warnx("queue id=%s: gone from the spool", env->id);
-			entry_free(e);
-			return;
-		}
+		relay_msg_free(msg);
 		log_warnx("queue id=%s: cannot read from the spool: %s",
 		    env->id, strerror(err));
 		free(env->last_error);
 		env->last_error = xstrdup("cannot read the spool file");
-		attempt_done(e);
-		return;
+		return -1;
 	}
-
-	size_t pending = count_state(env, SPOOL_RCPT_PENDING);
-	size_t size = evbuffer_get_length(body);
-	size_t i = 0;
-	clock_gettime(CLOCK_MONOTONIC, &e->attempt_start);
-	while (pending > 0) {
-		struct chunk *c = xcalloc(1, sizeof(*c));
-		size_t n = pending < RELAY_MAX_RCPTS ? pending : RELAY_MAX_RCPTS;
-		c->e = e;
-		c->idx = xcalloc(n, sizeof(*c->idx));
-		c->size = size;
-		struct relay_msg *msg = relay_msg_new(env->id, env->sender);
-		for (; i < env->nrcpts && c->n < n; i++) {
-			if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
-				continue;
-			c->idx[c->n++] = i;
-			relay_msg_add_rcpt(msg, env->rcpts[i]);
-		}
-		pending -= c->n;
-		msg->eightbit = 1;
-		msg->all_or_nothing = 0;
-		if (pending == 0)
-			evbuffer_add_buffer(msg->body, body);	/* the last: move */
-		else
-			evbuffer_add(msg->body, evbuffer_pullup(body, -1), size);
-		q->tokens -= (double)c->n;
-		q->inflight++;
-		e->jobs_out++;
-		relay_submit(q->pool, msg, chunk_done, c);
+	struct chunk *c = xcalloc(1, sizeof(*c));
+	c->e = e;
+	c->idx = xcalloc(n, sizeof(*c->idx));
+	c->size = evbuffer_get_length(msg->body);
+	for (size_t i = 0; i < env->nrcpts && c->n < n; i++) {
+		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
+			continue;
+		env->rcpt_state[i] = RCPT_INFLIGHT;
+		c->idx[c->n++] = i;
+		relay_msg_add_rcpt(msg, env->rcpts[i]);
 	}
-	evbuffer_free(body);
+	msg->eightbit = 1;
+	msg->all_or_nothing = 0;
+	if (e->jobs_out == 0)
+		clock_gettime(CLOCK_MONOTONIC, &e->attempt_start);
+	q->tokens -= (double)c->n;
+	q->inflight++;
+	e->jobs_out++;
+	relay_submit(q->pool, msg, chunk_done, c);
+	return 0;
 }
 
 static void
 pace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	dispatch(arg);
+}
+
+/* At most one second's worth of recipients, and at least one. */
+static double
+bucket_size(double rate)
+{
+	return rate < 1 ? 1 : rate;
 }
 
 static void
@@ -445,31 +466,56 @@ refill(struct queue *q)
 		return;
 	}
 	q->tokens += dt * rate;
-	/* a burst of at most one second's worth */
-	double cap = rate < 1 ? 1 : rate;
-	if (q->tokens > cap)
-		q->tokens = cap;
+	if (q->tokens > bucket_size(rate))
+		q->tokens = bucket_size(rate);
 }
 
+/*
+ * Start upstream transactions for ready messages, one chunk of at most 50
+ * recipients at a time, while fewer than max_connections x 2 are in
+ * flight and max_send_rate allows: a chunk of n recipients waits until
+ * the bucket holds n tokens (or is full), so SES never sees more than the
+ * rate over a second.  A message leaves the ready list once all its
+ * pending recipients are on their way.
+ */
 static void
 dispatch(struct queue *q)
 {
 	size_t cap = (size_t)q->cfg->max_connections * INFLIGHT_PER_SESSION;
+	double rate = q->cfg->max_send_rate;
 	struct qentry *e;
 
 	while (!q->shutting_down && q->inflight < cap &&
 	    (e = TAILQ_FIRST(&q->ready)) != NULL) {
-		refill(q);
-		if (q->cfg->max_send_rate > 0 && q->tokens < 0) {
-			double wait = -q->tokens / q->cfg->max_send_rate;
-			struct timeval tv = { (time_t)wait,
-			    (suseconds_t)((wait - (double)(time_t)wait) * 1e6) };
-			evtimer_add(q->pace_ev, &tv);
-			return;
+		if (e->jobs_out == 0 && begin_attempt(e) != 0)
+			continue;
+		size_t n = next_chunk_size(e);
+		if (n == 0) {	/* nothing left to send in this attempt */
+			TAILQ_REMOVE(&q->ready, e, ready_entry);
+			e->ready = 0;
+			if (e->jobs_out == 0)
+				attempt_done(e);
+			continue;
 		}
-		TAILQ_REMOVE(&q->ready, e, ready_entry);
-		e->ready = 0;
-		start_attempt(e);
+		refill(q);
+		if (rate > 0) {
+			double need = (double)n < bucket_size(rate) ?
+			    (double)n : bucket_size(rate);
+			if (q->tokens < need) {
+				double wait = (need - q->tokens) / rate;
+				struct timeval tv = { (time_t)wait,
+				    (suseconds_t)((wait - (double)(time_t)wait) *
+				    1e6) };
+				evtimer_add(q->pace_ev, &tv);
+				return;
+			}
+		}
+		if (send_chunk(e, n) != 0) {
+			TAILQ_REMOVE(&q->ready, e, ready_entry);
+			e->ready = 0;
+			if (e->jobs_out == 0)
+				attempt_done(e);
+		}
 	}
 }
 
