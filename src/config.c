@@ -2347,6 +2347,47 @@ shared_credentials(struct loadctx *ctx, char *tried, size_t triedlen)
 	return derive(ctx, ctx->cred_id, secret, source);
 }
 
+/*
+ * Link 0: systemd's LoadCredential= hands secrets over as files in
+ * $CREDENTIALS_DIRECTORY.  A credential named "smtp_password" (else
+ * "secret_access_key") there stands for smtp_password_file (else
+ * secret_access_key_file) when the configuration names no secret of its
+ * own.  Returns the key it stands for, or NULL.
+ */
+static const char *
+credentials_directory(struct loadctx *ctx)
+{
+	static const struct {
+		const char *cred, *key;
+		size_t off;
+	} creds[] = {
+		{ "smtp_password", "smtp_password_file",
+		  offsetof(struct pending, smtp_password_file) },
+		{ "secret_access_key", "secret_access_key_file",
+		  offsetof(struct pending, secret_access_key_file) },
+	};
+	struct pending *p = &ctx->pend;
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX];
+	struct stat st;
+	size_t i;
+
+	if (!nonempty(dir) || p->smtp_password_file != NULL ||
+	    p->secret_access_key_file != NULL || p->secret_access_key != NULL)
+		return NULL;
+	for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+		    creds[i].cred) >= sizeof(path) ||
+		    lstat(path, &st) == -1)
+			continue;
+		*(char **)((char *)p + creds[i].off) = xstrdup(path);
+		snprintf(orig_of(ctx, S_SES, creds[i].key)->env, ENVNAME_MAX,
+		    "CREDENTIALS_DIRECTORY");
+		return creds[i].key;
+	}
+	return NULL;
+}
+
 static int
 resolve_credentials(struct loadctx *ctx)
 {
@@ -2357,6 +2398,9 @@ resolve_credentials(struct loadctx *ctx)
 	char *secret;
 	struct origin *o;
 	int rc;
+	/* " (CREDENTIALS_DIRECTORY)" when link 0 named the file */
+	const char *via = credentials_directory(ctx) != NULL ?
+	    " (CREDENTIALS_DIRECTORY)" : "";
 
 	/* 1. an already derived password */
 	if (p->smtp_password_file != NULL) {
@@ -2387,8 +2431,8 @@ resolve_credentials(struct loadctx *ctx)
 		}
 		cfg->access_key_id = xstrdup(p->access_key_id);
 		cfg->smtp_password = secret;
-		snprintf(source, sizeof(source), "smtp_password_file %s",
-		    p->smtp_password_file);
+		snprintf(source, sizeof(source), "smtp_password_file %s%s",
+		    p->smtp_password_file, via);
 		cfg->credential_source = xstrdup(source);
 		return 0;
 	}
@@ -2412,8 +2456,8 @@ resolve_credentials(struct loadctx *ctx)
 			    p->secret_access_key_file)) == NULL)
 				return -1;
 			snprintf(source, sizeof(source),
-			    "secret_access_key_file %s",
-			    p->secret_access_key_file);
+			    "secret_access_key_file %s%s",
+			    p->secret_access_key_file, via);
 		} else {
 			secret = xstrdup(p->secret_access_key);
 			if (o->env[0] != '\0')

@@ -46,20 +46,69 @@ level_name(int pri)
 	}
 }
 
-/* Append s to out as the body of a JSON string. */
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
 static size_t
-json_escape(char *out, size_t outlen, const char *s)
+utf8_len(const unsigned char *s)
 {
-	size_t o = 0;
-	for (; *s != '\0' && o + 7 < outlen; s++) {
-		unsigned char c = (unsigned char)*s;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/*
+ * Append s to out as the body of a JSON string: quotes, backslashes and
+ * control characters escaped, and any byte that is not part of valid
+ * UTF-8 (peer data can hold anything) replaced by U+FFFD, so that every
+ * line is valid JSON.  Truncates rather than overflow.
+ */
+static size_t
+json_escape(char *out, size_t outlen, const char *in)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0, n;
+
+	while (*s != '\0' && o + 7 < outlen) {
+		unsigned char c = *s;
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
 			out[o++] = (char)c;
-		} else if (c < 0x20) {
+			s++;
+		} else if (c < 0x20 || c == 0x7f) {
 			o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
-		} else {
+			s++;
+		} else if (c < 0x80) {
 			out[o++] = (char)c;
+			s++;
+		} else if ((n = utf8_len(s)) > 0) {
+			memcpy(out + o, s, n);
+			o += n;
+			s += n;
+		} else {
+			o += (size_t)snprintf(out + o, outlen - o, "\\ufffd");
+			s++;
 		}
 	}
 	out[o] = '\0';

@@ -13,14 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "relay_client.h"
+#include "service.h"
 #include "smtp_server.h"
 #include "spool.h"
 #include "xmalloc.h"
@@ -41,10 +44,16 @@ struct daemon_state {
 	struct smtp_server *server;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
+	struct metrics *metrics;	/* [relay] metrics_listen */
 	char *pidfile;
 	struct event *hard_stop;
+	struct event *status_ev;	/* STATUS= updates, under systemd */
+	char status[256];		/* the last one sent */
 	int stopping;
 };
+
+/* How often the STATUS= line for the service manager is refreshed. */
+#define STATUS_SECONDS 10
 
 /* After SIGTERM, exit within this many seconds whatever is in flight:
  * what was accepted is in the spool and goes out after the restart. */
@@ -160,6 +169,69 @@ write_pidfile(struct daemon_state *d)
 		    d->pidfile);
 }
 
+/* "45s", "12m", "5h", "3d" */
+static void
+short_age(char *out, size_t len, time_t secs)
+{
+	if (secs < 60)
+		snprintf(out, len, "%llds", (long long)secs);
+	else if (secs < 3600)
+		snprintf(out, len, "%lldm", (long long)secs / 60);
+	else if (secs < 86400)
+		snprintf(out, len, "%lldh", (long long)secs / 3600);
+	else
+		snprintf(out, len, "%lldd", (long long)secs / 86400);
+}
+
+/* A one-line summary for systemctl status: "queue 3 messages, oldest
+ * 2m; 1 client; 4 upstream sessions". */
+static void
+status_line(const struct daemon_state *d, char *out, size_t len)
+{
+	struct relay_stats rs;
+	unsigned clients = smtp_server_sessions(d->server);
+	size_t o;
+
+	relay_pool_stats(d->pool, &rs);
+	if (d->queue != NULL) {
+		struct queue_stats qs;
+		char age[32];
+		queue_stats(d->queue, &qs);
+		short_age(age, sizeof(age), qs.oldest != 0 ?
+		    time(NULL) - qs.oldest : 0);
+		o = (size_t)snprintf(out, len, "queue %zu message%s", qs.messages,
+		    qs.messages == 1 ? "" : "s");
+		if (qs.messages > 0 && o < len)
+			o += (size_t)snprintf(out + o, len - o, ", oldest %s", age);
+	} else {
+		o = (size_t)snprintf(out, len, "passthrough");
+	}
+	if (o < len)
+		snprintf(out + o, len - o, "; %u client%s; %u upstream session%s",
+		    clients, clients == 1 ? "" : "s", rs.sessions_open,
+		    rs.sessions_open == 1 ? "" : "s");
+}
+
+/* Tell the service manager how things are, if that changed. */
+static void
+update_status(struct daemon_state *d, int force)
+{
+	char line[sizeof(d->status)];
+	if (d->stopping)
+		return;
+	status_line(d, line, sizeof(line));
+	if (!force && strcmp(line, d->status) == 0)
+		return;
+	snprintf(d->status, sizeof(d->status), "%s", line);
+	service_notify("STATUS=%s", line);
+}
+
+static void
+on_status(evutil_socket_t fd, short what, void *arg)
+{
+	update_status(arg, 0);
+}
+
 static void
 on_terminate(evutil_socket_t sig, short what, void *arg)
 {
@@ -170,6 +242,8 @@ on_terminate(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = 1;
+	service_notify("STOPPING=1\nSTATUS=stopping: finishing %u client "
+	    "sessions", smtp_server_sessions(d->server));
 	log_info("signal %d: stopping (finishing %u sessions)", (int)sig,
 	    smtp_server_sessions(d->server));
 	d->hard_stop = evtimer_new(d->base, on_hard_stop, d);
@@ -178,21 +252,83 @@ on_terminate(evutil_socket_t sig, short what, void *arg)
 	smtp_server_shutdown(d->server, server_drained, d);
 }
 
+/* NULL if both are NULL or equal strings. */
+static int
+str_differ(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static int
+listen_differs(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return 1;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * What a reload cannot change in a running daemon.  The mode and the
+ * spool directory decide where accepted mail is: changing them under
+ * sessions and queued mail would lose track of it, so such a reload is
+ * refused (-1, reason in err).  Listeners, the metrics address and the
+ * user are set up once, before privileges are dropped: a change is
+ * logged and applies at the next start.
+ */
+static int
+reload_compatible(const struct config *old, const struct config *new,
+    char *err, size_t errlen)
+{
+	if (old->mode != new->mode) {
+		snprintf(err, errlen, "%s: [relay] mode: changing the mode "
+		    "needs a restart", new->path);
+		return -1;
+	}
+	if (old->mode == RELAY_MODE_SPOOL &&
+	    strcmp(old->spool_dir, new->spool_dir) != 0) {
+		snprintf(err, errlen, "%s: [relay] spool_dir: changing the "
+		    "spool directory needs a restart", new->path);
+		return -1;
+	}
+	if (listen_differs(old, new))
+		log_warnx("reload: [relay] listen changed; it applies at the "
+		    "next start");
+	if (str_differ(old->metrics_listen, new->metrics_listen))
+		log_warnx("reload: [relay] metrics_listen changed; it applies "
+		    "at the next start");
+	if (str_differ(old->user, new->user))
+		log_warnx("reload: [relay] user changed; it applies at the "
+		    "next start");
+	return 0;
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon_state *d = arg;
 	char err[CONFIG_ERR_MAX];
-	struct config *cfg = config_load(d->config_path, 1, err);
-	if (cfg == NULL) {
-		log_warnx("reload refused, keeping the running configuration: "
-		    "%s", err);
+
+	if (d->stopping)
 		return;
-	}
-	if (relay_pool_set_config(d->pool, cfg, err, sizeof(err)) != 0) {
+	service_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading "
+	    "the configuration", service_monotonic_usec());
+	struct config *cfg = config_load(d->config_path, 1, err);
+	if (cfg == NULL ||
+	    reload_compatible(d->cfg, cfg, err, sizeof(err)) != 0 ||
+	    relay_pool_set_config(d->pool, cfg, err, sizeof(err)) != 0) {
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
-		config_unref(cfg);
+		if (cfg != NULL)
+			config_unref(cfg);
+		/* still serving, with the old configuration */
+		status_line(d, d->status, sizeof(d->status));
+		service_notify("READY=1\nSTATUS=reload refused (see the log); "
+		    "%s", d->status);
 		return;
 	}
 	smtp_server_set_config(d->server, cfg);
@@ -203,6 +339,45 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	d->cfg = cfg;
 	log_info("configuration reloaded from %s (credentials: %s)",
 	    cfg->path, cfg->credential_source);
+	status_line(d, d->status, sizeof(d->status));
+	service_notify("READY=1\nSTATUS=%s", d->status);
+}
+
+/*
+ * Serve what the service manager passed (socket activation) instead of
+ * binding cfg->listen.  Returns the number of sockets adopted, 0 if none
+ * were passed; exits on an unusable one.
+ */
+static int
+adopt_listeners(struct daemon_state *d)
+{
+	int fds[SERVICE_MAX_FDS];
+	char names[SERVICE_MAX_FDS][SERVICE_NAME_MAX];
+	char err[256];
+	int n = service_listen_fds(fds, SERVICE_MAX_FDS, names, err,
+	    sizeof(err));
+
+	if (n < 0) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		exit(1);
+	}
+	if (n == 0)
+		return 0;
+	/* TLS and SASL are set up by smtp_server_listen(); with nothing to
+	 * bind it does only that */
+	size_t nlisten = d->cfg->nlisten;
+	d->cfg->nlisten = 0;
+	int rc = smtp_server_listen(d->server, err, sizeof(err));
+	d->cfg->nlisten = nlisten;
+	if (rc != 0) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		exit(1);
+	}
+	for (int i = 0; i < n; i++)
+		smtp_server_adopt_listener(d->server, fds[i], names[i]);
+	log_info("socket activation: serving %d socket%s from the service "
+	    "manager; [relay] listen is not used", n, n == 1 ? "" : "s");
+	return n;
 }
 
 int
@@ -271,7 +446,14 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	d.server = smtp_server_new(d.base, d.cfg, d.pool);
-	if (smtp_server_listen(d.server, err, sizeof(err)) != 0) {
+	if (adopt_listeners(&d) == 0 &&
+	    smtp_server_listen(d.server, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		return 1;
+	}
+	if (d.cfg->metrics_listen != NULL &&
+	    (d.metrics = metrics_new(d.base, d.cfg->metrics_listen, d.server,
+	    NULL, d.pool, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 1;
 	}
@@ -293,6 +475,8 @@ main(int argc, char *argv[])
 		smtp_server_set_spool(d.server, d.spool, d.queue);
 		write_pidfile(&d);
 		queue_load(d.queue);
+		if (d.metrics != NULL)
+			metrics_set_queue(d.metrics, d.queue);
 	}
 
 	struct event *ev_term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
@@ -309,6 +493,12 @@ main(int argc, char *argv[])
 	    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
 	    d.cfg->endpoint_host, d.cfg->endpoint_port,
 	    d.cfg->credential_source);
+	status_line(&d, d.status, sizeof(d.status));
+	if (service_notify("READY=1\nSTATUS=%s", d.status) == 1) {
+		d.status_ev = event_new(d.base, -1, EV_PERSIST, on_status, &d);
+		struct timeval tv = { STATUS_SECONDS, 0 };
+		event_add(d.status_ev, &tv);
+	}
 	event_base_dispatch(d.base);
 	log_info("sesrelayd stopped");
 
@@ -318,6 +508,10 @@ main(int argc, char *argv[])
 	event_free(ev_usr1);
 	if (d.hard_stop != NULL)
 		event_free(d.hard_stop);
+	if (d.status_ev != NULL)
+		event_free(d.status_ev);
+	/* before the pool: it may have a probe there */
+	metrics_free(d.metrics);
 	/* in this order: commits finishing now still reach the queue, and
 	 * jobs the pool fails still reach their queue entries */
 	spool_close(d.spool);

@@ -79,6 +79,7 @@ static void
 setup(void)
 {
 	clear_env();
+	unsetenv("CREDENTIALS_DIRECTORY");
 	snprintf(testdir, sizeof(testdir), "%s/testXXXXXX", topdir);
 	ck_assert_ptr_nonnull(mkdtemp(testdir));
 	ck_assert_int_eq(setenv("HOME", testdir, 1), 0);
@@ -88,6 +89,7 @@ static void
 teardown(void)
 {
 	clear_env();
+	unsetenv("CREDENTIALS_DIRECTORY");
 }
 
 /* Write len bytes (strlen if len is 0) to a new file; returns its path. */
@@ -1530,6 +1532,121 @@ START_TEST(test_no_credentials_needed)
 }
 END_TEST
 
+/*
+ * systemd's credentials directory: a credential "smtp_password" or
+ * "secret_access_key" in $CREDENTIALS_DIRECTORY stands for
+ * smtp_password_file or secret_access_key_file, unless the
+ * configuration names a secret of its own.
+ */
+#define CD_SECRET	"secretCredsDir/dddddddddddddddddddddddddd"
+#define CD_DIR		"CREDENTIALS_DIRECTORY=@DIR@/creds"
+#define CD_AWS_ID	"AWS_ACCESS_KEY_ID=" L3_KEY_ID
+#define CD_AWS_SECRET	"AWS_SECRET_ACCESS_KEY=" L3_SECRET
+static const struct {
+	const char *conf;		/* the [ses] section */
+	const char *dir_pw;		/* $CREDENTIALS_DIRECTORY/smtp_password */
+	const char *dir_secret;		/* .../secret_access_key */
+	mode_t dir_mode;		/* of those files; 0: 0400 */
+	const char *env[3];
+	const char *want_pw;		/* the password, or */
+	const char *want_secret;	/* derived from this secret; both
+					 * NULL: an error */
+	const char *want;		/* in the source, or in the error */
+} credsdir_cases[] = {
+	/* the secret, with access_key_id from the configuration */
+	{ "access_key_id = " DOC_KEY_ID "\n", NULL, CD_SECRET, 0, { CD_DIR },
+	  NULL, CD_SECRET, "secret_access_key_file @DIR@/creds/"
+	  "secret_access_key (CREDENTIALS_DIRECTORY)" },
+	/* an already derived password first, as in the chain */
+	{ "access_key_id = " DOC_KEY_ID "\n", DOC_PW_EUW1, CD_SECRET, 0,
+	  { CD_DIR }, DOC_PW_EUW1, NULL, "smtp_password_file @DIR@/creds/"
+	  "smtp_password (CREDENTIALS_DIRECTORY)" },
+	/* the configuration's own secret wins, whichever way it is given */
+	{ "access_key_id = " DOC_KEY_ID "\nsecret_access_key_file = @SECRET@\n",
+	  DOC_PW_EUW1, CD_SECRET, 0, { CD_DIR }, NULL, L2_SECRET,
+	  "secret_access_key_file @SECRET@" },
+	{ "access_key_id = " DOC_KEY_ID "\nsecret_access_key = " L3_SECRET "\n",
+	  NULL, CD_SECRET, 0, { CD_DIR }, NULL, L3_SECRET,
+	  "secret_access_key in " },
+	{ "access_key_id = " DOC_KEY_ID "\nsmtp_password_file = @PW@\n",
+	  NULL, CD_SECRET, 0, { CD_DIR }, L1_PASSWORD, NULL,
+	  "smtp_password_file @PW@" },
+	/* neither credential there: on down the chain */
+	{ "", NULL, NULL, 0, { CD_DIR, CD_AWS_ID, CD_AWS_SECRET }, NULL,
+	  L3_SECRET, "environment AWS_ACCESS_KEY_ID" },
+	/* an empty CREDENTIALS_DIRECTORY is no directory */
+	{ "", NULL, CD_SECRET, 0, { "CREDENTIALS_DIRECTORY=", CD_AWS_ID,
+	  CD_AWS_SECRET }, NULL, L3_SECRET, "environment AWS_ACCESS_KEY_ID" },
+	/* errors say where the file came from */
+	{ "", NULL, CD_SECRET, 0, { CD_DIR }, NULL, NULL,
+	  "CREDENTIALS_DIRECTORY: [ses] secret_access_key_file: needs "
+	  "access_key_id" },
+	{ "access_key_id = " DOC_KEY_ID "\n", NULL, CD_SECRET, 0644, { CD_DIR },
+	  NULL, NULL, "CREDENTIALS_DIRECTORY: [ses] secret_access_key_file: "
+	  "@DIR@/creds/secret_access_key is readable by others" },
+	{ "access_key_id = " DOC_KEY_ID "\n", V2_PASSWORD, NULL, 0, { CD_DIR },
+	  NULL, NULL, "CREDENTIALS_DIRECTORY: [ses] smtp_password_file: "
+	  "@DIR@/creds/smtp_password holds a version 2 SMTP password" },
+};
+
+static void
+write_cred(const char *dir, const char *name, const char *value, mode_t mode)
+{
+	char path[PATH_MAX + 64];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	ck_assert_ptr_nonnull(fp = fopen(path, "w"));
+	fprintf(fp, "%s\n", value);
+	fclose(fp);
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+START_TEST(test_credentials_directory)
+{
+	char conf[512], dir[PATH_MAX + 16];
+	struct scenario sc = { .conf = conf, .need_creds = 1,
+	    .secret = L2_SECRET, .pw = L1_PASSWORD };
+	mode_t mode = credsdir_cases[_i].dir_mode ?
+	    credsdir_cases[_i].dir_mode : 0400;
+	struct run r;
+	char *want;
+	size_t i;
+
+	snprintf(conf, sizeof(conf), "[ses]\n%s", credsdir_cases[_i].conf);
+	snprintf(dir, sizeof(dir), "%s/creds", testdir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	if (credsdir_cases[_i].dir_pw != NULL)
+		write_cred(dir, "smtp_password", credsdir_cases[_i].dir_pw,
+		    mode);
+	if (credsdir_cases[_i].dir_secret != NULL)
+		write_cred(dir, "secret_access_key",
+		    credsdir_cases[_i].dir_secret, mode);
+	for (i = 0; i < NELEM(credsdir_cases[_i].env); i++)
+		sc.env[i] = credsdir_cases[_i].env[i];
+	run_scenario(&sc, &r);
+	want = expand(credsdir_cases[_i].want, r.subs, NSUBS);
+	if (credsdir_cases[_i].want_pw == NULL &&
+	    credsdir_cases[_i].want_secret == NULL) {
+		ck_assert_msg(r.cfg == NULL, "loaded, wanted: %s", want);
+		ck_assert_msg(strstr(r.err, want) != NULL, "error '%s' lacks "
+		    "'%s'", r.err, want);
+	} else {
+		ck_assert_msg(r.cfg != NULL, "%s", r.err);
+		ck_assert_msg(strstr(r.cfg->credential_source, want) != NULL,
+		    "source '%s' lacks '%s'", r.cfg->credential_source, want);
+		if (credsdir_cases[_i].want_pw != NULL)
+			ck_assert_str_eq(r.cfg->smtp_password,
+			    credsdir_cases[_i].want_pw);
+		else
+			expect_password(credsdir_cases[_i].want_secret,
+			    "us-east-1", r.cfg->smtp_password);
+	}
+	free(want);
+	run_free(&r);
+}
+END_TEST
+
 #define PROFILES \
 	"# the AWS CLI's own layout\n" \
 	"[default]\n" \
@@ -1955,6 +2072,8 @@ config_suite(void)
 	tcase_add_test(tc, test_secret_inline);
 	tcase_add_test(tc, test_no_credentials_needed);
 	tcase_add_loop_test(tc, test_profiles, 0, NELEM(profile_cases));
+	tcase_add_loop_test(tc, test_credentials_directory, 0,
+	    NELEM(credsdir_cases));
 	tcase_add_loop_test(tc, test_spec_vectors, 0, NELEM(vector_cases));
 
 	TC("sender");
