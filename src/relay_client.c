@@ -501,16 +501,41 @@ static void
 session_send(struct relay_session *s, enum sess_state next, int timeout,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * A command goes to the output in one piece: on a TLS bufferevent every
+ * addition to the output is an SSL_write of its own, so a command added
+ * in two pieces would cost two TLS records (and two more reads at SES).
+ */
 static void
 session_send(struct relay_session *s, enum sess_state next, int timeout,
     const char *fmt, ...)
 {
 	va_list ap;
+	char line[SMTP_LINE_MAX + 2];
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (n < 0)
+		fatalx("session_send: cannot format a command");
+	if ((size_t)n < sizeof(line) - 2) {
+		line[n] = '\r';
+		line[n + 1] = '\n';
+		evbuffer_add(out, line, (size_t)n + 2);
+	} else {
+		/* longer than a command line may be: never from us, but
+		 * still in one piece */
+		struct evbuffer *tmp = evbuffer_new();
+		if (tmp == NULL)
+			fatalx("evbuffer_new failed");
+		va_start(ap, fmt);
+		evbuffer_add_vprintf(tmp, fmt, ap);
+		va_end(ap);
+		evbuffer_add(tmp, "\r\n", 2);
+		evbuffer_add_buffer(out, tmp);
+		evbuffer_free(tmp);
+	}
+	wipe(line, sizeof(line));	/* AUTH sends the password this way */
 	session_timeout(s, timeout);
 	session_set_state(s, next);
 }
@@ -973,39 +998,55 @@ parse_ehlo(struct relay_session *s, const char *text)
 	}
 }
 
+/*
+ * Queue the message dot-stuffed and ended by CRLF "." CRLF, built in one
+ * contiguous chain and handed to the output at once: on a TLS bufferevent
+ * each addition to the output is its own SSL_write, so adding the message
+ * line by line cost a TLS record per line (and two reads per record at
+ * SES).  Now a message goes out in records of up to 15,000 bytes
+ * (libevent's write frame).
+ */
 static void
 send_body(struct relay_session *s, struct evbuffer *body)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t len = evbuffer_get_length(body);
+	struct evbuffer *tmp = evbuffer_new();
 	int n = evbuffer_peek(body, -1, NULL, NULL, 0);
 	struct evbuffer_iovec *v = xcalloc((size_t)(n > 0 ? n : 1), sizeof(*v));
-	int bol = 1;
-	char last = '\n';
+	char prev = '\n';	/* the message starts a line */
 
+	if (tmp == NULL)
+		fatalx("evbuffer_new failed");
+	/* room for all of it in one chain; only dot-stuffing (rare) can
+	 * need more, and then correctness does not depend on the room */
+	if (evbuffer_expand(tmp, len + 5) != 0)
+		fatalx("evbuffer_expand failed");
 	evbuffer_peek(body, -1, NULL, v, n);
 	for (int i = 0; i < n; i++) {
 		const char *p = v[i].iov_base;
 		const char *end = p + v[i].iov_len;
-		while (p < end) {
-			if (bol && *p == '.')
-				evbuffer_add(out, ".", 1);	/* dot-stuffing */
-			const char *nl = memchr(p, '\n', (size_t)(end - p));
-			if (nl == NULL) {
-				evbuffer_add(out, p, (size_t)(end - p));
-				bol = 0;
-				break;
-			}
-			evbuffer_add(out, p, (size_t)(nl + 1 - p));
-			bol = 1;
-			p = nl + 1;
+		const char *run = p, *q = p;
+		if (p == end)
+			continue;
+		if (prev == '\n' && *p == '.')
+			evbuffer_add(tmp, ".", 1);	/* dot-stuffing */
+		while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL &&
+		    ++q < end) {
+			if (*q != '.')
+				continue;
+			evbuffer_add(tmp, run, (size_t)(q - run));
+			evbuffer_add(tmp, ".", 1);
+			run = q;	/* the line's own dot starts the next run */
 		}
-		if (v[i].iov_len > 0)
-			last = end[-1];
+		evbuffer_add(tmp, run, (size_t)(end - run));
+		prev = end[-1];
 	}
 	free(v);
-	if (last != '\n')
-		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
+	if (prev != '\n')
+		evbuffer_add(tmp, "\r\n", 2);
+	evbuffer_add(tmp, ".\r\n", 3);
+	evbuffer_add_buffer(bufferevent_get_output(s->bev), tmp);
+	evbuffer_free(tmp);
 }
 
 /* The message id SES gives in "250 Ok <id>". */
