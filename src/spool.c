@@ -26,16 +26,49 @@
 /* An envelope header larger than this is corrupt. */
 #define ENVELOPE_MAX (64 * 1024)
 
+/*
+ * The journal (spool_dir/journal) makes commits durable with one
+ * fdatasync per batch instead of an fsync per message plus one of the
+ * directory.  A record is one header line and the bytes of the message's
+ * queue file:
+ *
+ *   "J1 <generation> M <id> <length> <crc>\n" <length bytes>
+ *
+ * generation: 16 hex digits, random per generation; crc: CRC-32C (8 hex
+ * digits) of the bytes and then the id.  Records are written from offset
+ * 0 on; reading stops at the first record that is torn, corrupt or of
+ * another generation (what an older generation left further on).  A
+ * journal that starts with "\n" is empty.
+ *
+ * spool_dir/journal.done lists, one per line, the ids that left the queue
+ * (delivered, or moved to failed/), so that a replay does not send them
+ * again.  It is appended to by the event loop and never synced: after a
+ * power loss a message may be sent twice, never lost.
+ */
+#define JOURNAL_NAME "journal"
+#define DONE_NAME "journal.done"
+#define JOURNAL_MAGIC "J1"
+#define JOURNAL_HEADER_MAX 96
+/* Delivered messages' files kept for reuse, at most. */
+#define FREE_FILES_MAX 1024
+/* Past this offset the journal starts over after a checkpoint. */
+#define JOURNAL_WRAP (16 * 1024 * 1024)
+
 struct spool_commit {
 	TAILQ_ENTRY(spool_commit) entry;
 	struct spool *sp;
 	char id[SPOOL_ID_MAX];
-	int fd;
+	struct evbuffer *data;		/* envelope and message; the worker's */
 	int error;
 	spool_commit_fn *done;
 	void *arg;
 };
 TAILQ_HEAD(commit_list, spool_commit);
+
+struct id_list {
+	char (*v)[SPOOL_ID_MAX];
+	size_t n, cap;
+};
 
 struct spool {
 	char *dir;
@@ -52,8 +85,20 @@ struct spool {
 	int stop;
 	int notify[2];			/* worker -> event loop */
 	struct event *notify_ev;
+	int done_fd;			/* journal.done, O_APPEND */
+	/* Files of delivered messages, kept in tmp/ as "free.<n>" to hold
+	 * new ones: creating a file costs far more than renaming one
+	 * (ext4 without a journal scans past every recently deleted inode
+	 * to allocate one).  Under lock. */
+	struct id_list freefiles;
+	unsigned freeseq;
+	/* the journal: the worker's alone (and spool_close's after it) */
+	int journal_fd;
+	off_t joff;			/* where the next record goes */
+	uint64_t jgen;
+	struct id_list jids;		/* messages of this generation */
 	/* counted by the worker, under lock */
-	unsigned long long commits, batches, fsyncs;
+	unsigned long long commits, batches, fsyncs, checkpoints;
 };
 
 static int
@@ -113,7 +158,298 @@ clean_tmp(struct spool *sp)
 	closedir(d);
 }
 
+/* ---- CRC-32C ---- */
+
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t
+crc_sw(uint32_t crc, const unsigned char *p, size_t n)
+{
+	while (n-- > 0)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_CRC_HW 1
+__attribute__((target("sse4.2")))
+static uint32_t
+crc_hw(uint32_t crc, const unsigned char *p, size_t n)
+{
+	uint64_t c = crc;
+	for (; n >= 8; n -= 8, p += 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	while (n-- > 0)
+		crc = __builtin_ia32_crc32qi(crc, *p++);
+	return crc;
+}
+#endif
+
+static uint32_t (*crc_update)(uint32_t, const unsigned char *, size_t);
+
+static void
+crc_setup(void)
+{
+	crc_init();
+	crc_update = crc_sw;
+#ifdef HAVE_CRC_HW
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("sse4.2"))
+		crc_update = crc_hw;
+#endif
+}
+
+/* CRC-32C of the bytes of buf (or of p, n) and then of id. */
+static uint32_t
+record_crc(struct evbuffer *buf, const void *p, size_t n, const char *id)
+{
+	uint32_t crc = 0xffffffffu;
+	if (buf != NULL) {
+		int nv = evbuffer_peek(buf, -1, NULL, NULL, 0);
+		struct evbuffer_iovec *v = xcalloc((size_t)(nv > 0 ? nv : 1),
+		    sizeof(*v));
+		evbuffer_peek(buf, -1, NULL, v, nv);
+		for (int i = 0; i < nv; i++)
+			crc = crc_update(crc, v[i].iov_base, v[i].iov_len);
+		free(v);
+	} else if (n > 0) {
+		crc = crc_update(crc, p, n);
+	}
+	crc = crc_update(crc, (const unsigned char *)id, strlen(id));
+	return ~crc;
+}
+
+/* ---- the journal ---- */
+
+static void
+ids_add(struct id_list *l, const char *id)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	snprintf(l->v[l->n++], SPOOL_ID_MAX, "%s", id);
+}
+
+static uint64_t
+new_generation(void)
+{
+	uint64_t g = 0;
+	while (g == 0)
+		if (RAND_bytes((unsigned char *)&g, sizeof(g)) != 1)
+			g = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
+	return g;
+}
+
+static void
+record_header(struct evbuffer *out, uint64_t gen, char type, const char *id,
+    size_t len, uint32_t crc)
+{
+	evbuffer_add_printf(out, JOURNAL_MAGIC " %016" PRIx64 " %c %s %zu "
+	    "%08" PRIx32 "\n", gen, type, id, len, crc);
+}
+
+/* Write all of buf (leaving it empty) at off.  -1 with errno. */
+static int
+pwrite_buffer(int fd, struct evbuffer *buf, off_t off)
+{
+	while (evbuffer_get_length(buf) > 0) {
+		struct evbuffer_iovec v[64];
+		int n = evbuffer_peek(buf, -1, NULL, v, 64);
+		if (n > 64)
+			n = 64;
+		ssize_t w = off < 0 ? writev(fd, (struct iovec *)v, n) :
+		    pwritev(fd, (struct iovec *)v, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (off >= 0)
+			off += w;
+		evbuffer_drain(buf, (size_t)w);
+	}
+	return 0;
+}
+
+/*
+ * Checkpoint: make the queue files of this generation's messages that are
+ * still queued durable by themselves, then start a new generation at
+ * offset 0.  Returns -1 (errno) if an fsync failed: the journal then
+ * stays as it is.
+ */
+static int
+journal_checkpoint(struct spool *sp)
+{
+	char path[4096];
+	unsigned long long n = 0;
+	for (size_t i = 0; i < sp->jids.n; i++) {
+		path_join(path, sizeof(path), sp->dir, "queue", sp->jids.v[i]);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;	/* delivered (or failed) meanwhile */
+		int rc = fsync(fd);
+		int e = errno;
+		close(fd);
+		n++;
+		if (rc != 0) {
+			errno = e;
+			return -1;
+		}
+	}
+	if (fsync(sp->queue_dirfd) != 0)
+		return -1;
+	/* the generation is not needed any more: a start-up after a crash
+	 * must not replay it (after a power loss it may: duplicates only) */
+	if (pwrite(sp->journal_fd, "\n", 1, 0) != 1)
+		return -1;
+	if (ftruncate(sp->done_fd, 0) != 0)
+		log_warn("spool: cannot truncate %s/" DONE_NAME, sp->dir);
+	sp->jids.n = 0;
+	sp->jgen = new_generation();
+	sp->joff = 0;
+	pthread_mutex_lock(&sp->lock);
+	sp->fsyncs += n + 1;
+	sp->checkpoints++;
+	pthread_mutex_unlock(&sp->lock);
+	return 0;
+}
+
 /* ---- the commit worker ---- */
+
+/* Write c's data to tmp/<id> (not synced: the journal is what is). */
+static void
+write_tmp(struct spool *sp, struct spool_commit *c)
+{
+	char path[4096], name[SPOOL_ID_MAX] = "";
+	int fd = -1;
+	path_join(path, sizeof(path), sp->dir, "tmp", c->id);
+	pthread_mutex_lock(&sp->lock);
+	if (sp->freefiles.n > 0)
+		memcpy(name, sp->freefiles.v[--sp->freefiles.n], sizeof(name));
+	pthread_mutex_unlock(&sp->lock);
+	if (name[0] != '\0') {
+		char from[4096];
+		path_join(from, sizeof(from), sp->dir, "tmp", name);
+		if (rename(from, path) == 0)
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+		else
+			unlink(from);
+	}
+	if (fd < 0)
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		c->error = errno;
+		return;
+	}
+	struct evbuffer *ref = evbuffer_new();
+	if (ref == NULL)
+		fatalx("evbuffer_new failed");
+	evbuffer_add_buffer_reference(ref, c->data);
+	if (pwrite_buffer(fd, ref, -1) != 0)
+		c->error = errno;
+	evbuffer_free(ref);
+	/* a reused file may have been longer */
+	if (c->error == 0 && name[0] != '\0' &&
+	    ftruncate(fd, (off_t)evbuffer_get_length(c->data)) != 0)
+		c->error = errno;
+	if (close(fd) != 0 && c->error == 0)
+		c->error = errno;
+	if (c->error != 0)
+		unlink(path);
+}
+
+/* Append the records of the batch's commits that are still fine, then
+ * fdatasync.  -1 (errno). */
+static int
+journal_append(struct spool *sp, struct commit_list *batch)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct spool_commit *c;
+	if (out == NULL)
+		fatalx("evbuffer_new failed");
+	TAILQ_FOREACH(c, batch, entry) {
+		if (c->error != 0)
+			continue;
+		record_header(out, sp->jgen, 'M', c->id,
+		    evbuffer_get_length(c->data),
+		    record_crc(c->data, NULL, 0, c->id));
+		/* a reference, not a copy: c->data is still needed if this
+		 * write has to be done again */
+		evbuffer_add_buffer_reference(out, c->data);
+	}
+	size_t len = evbuffer_get_length(out);
+	int rc = pwrite_buffer(sp->journal_fd, out, sp->joff);
+	int e = errno;
+	evbuffer_free(out);
+	if (rc != 0) {
+		errno = e;
+		return -1;
+	}
+	sp->joff += (off_t)len;
+	return fdatasync(sp->journal_fd);
+}
+
+static void
+commit_batch(struct spool *sp, struct commit_list *batch)
+{
+	struct spool_commit *c;
+	size_t want = 0;
+	int ok = 0;
+
+	TAILQ_FOREACH(c, batch, entry) {
+		write_tmp(sp, c);
+		if (c->error == 0) {
+			ok++;
+			want += evbuffer_get_length(c->data) + JOURNAL_HEADER_MAX;
+		}
+	}
+	if (ok == 0)
+		return;
+	if (sp->joff > 0 && (size_t)sp->joff + want > JOURNAL_WRAP &&
+	    journal_checkpoint(sp) != 0)
+		log_warn("spool: journal checkpoint failed");
+	int rc = journal_append(sp, batch);
+	if (rc != 0 && sp->joff > 0 && (errno == ENOSPC || errno == EDQUOT ||
+	    errno == EFBIG) && journal_checkpoint(sp) == 0) {
+		/* a full disk: start over where the journal has room */
+		rc = journal_append(sp, batch);
+	}
+	int e = errno;
+	pthread_mutex_lock(&sp->lock);
+	sp->fsyncs++;
+	pthread_mutex_unlock(&sp->lock);
+	TAILQ_FOREACH(c, batch, entry) {
+		char from[4096], to[4096];
+		if (c->error != 0)
+			continue;
+		path_join(from, sizeof(from), sp->dir, "tmp", c->id);
+		path_join(to, sizeof(to), sp->dir, "queue", c->id);
+		if (rc != 0)
+			c->error = e;
+		else if (rename(from, to) != 0)
+			c->error = errno;
+		if (c->error != 0)
+			unlink(from);
+		else
+			ids_add(&sp->jids, c->id);
+	}
+}
 
 static void *
 worker_main(void *arg)
@@ -132,43 +468,18 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&sp->lock);
 
 		/* Everything that arrived while the last batch was being
-		 * made durable shares this batch's directory fsync. */
+		 * made durable shares this batch's fdatasync. */
+		commit_batch(sp, &batch);
 		struct spool_commit *c;
-		int renamed = 0;
 		TAILQ_FOREACH(c, &batch, entry) {
-			char from[4096], to[4096];
-			if (fsync(c->fd) != 0)
-				c->error = errno;
-			close(c->fd);
-			c->fd = -1;
-			path_join(from, sizeof(from), sp->dir, "tmp", c->id);
-			path_join(to, sizeof(to), sp->dir, "queue", c->id);
-			if (c->error == 0 && rename(from, to) != 0)
-				c->error = errno;
-			if (c->error != 0)
-				unlink(from);
-			else
-				renamed++;
-		}
-		if (renamed > 0 && fsync(sp->queue_dirfd) != 0) {
-			int e = errno;
-			TAILQ_FOREACH(c, &batch, entry) {
-				if (c->error == 0) {
-					/* not durable: take it back */
-					char to[4096];
-					path_join(to, sizeof(to), sp->dir,
-					    "queue", c->id);
-					unlink(to);
-					c->error = e;
-				}
-			}
+			evbuffer_free(c->data);
+			c->data = NULL;
 		}
 
 		pthread_mutex_lock(&sp->lock);
 		TAILQ_FOREACH(c, &batch, entry)
 			sp->commits++;
 		sp->batches++;
-		sp->fsyncs += (unsigned long long)renamed + (renamed > 0);
 		TAILQ_CONCAT(&sp->finished, &batch, entry);
 		char one = 1;
 		ssize_t n = write(sp->notify[1], &one, 1);
@@ -202,6 +513,284 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- the journal at start-up and at the end ---- */
+
+static int valid_id(const char *name);
+
+struct jrecord {
+	char id[SPOOL_ID_MAX];
+	off_t off;		/* of the message bytes */
+	size_t len;
+};
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Read exactly n bytes at off into buf.  -1 (errno) on failure. */
+static int
+pread_all(int fd, void *buf, size_t n, off_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, buf, n, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		buf = (char *)buf + r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Is path a file holding exactly the n bytes of want? */
+static int
+same_content(const char *path, const unsigned char *want, size_t n)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int same = 0;
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size == n) {
+		unsigned char *have = xmalloc(n > 0 ? n : 1);
+		same = pread_all(fd, have, n, 0) == 0 &&
+		    memcmp(have, want, n) == 0;
+		free(have);
+	}
+	close(fd);
+	return same;
+}
+
+/* Make queue/<id> hold the n bytes of data, durably. */
+static int
+restore_file(struct spool *sp, const char *id, const unsigned char *data,
+    size_t n)
+{
+	char tmp[4096], path[4096], name[SPOOL_ID_MAX + 16];
+	path_join(path, sizeof(path), sp->dir, "queue", id);
+	if (same_content(path, data, n)) {
+		/* there, perhaps only in the page cache: make it durable */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	snprintf(name, sizeof(name), "%s.journal", id);
+	path_join(tmp, sizeof(tmp), sp->dir, "tmp", name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	size_t o = 0;
+	while (o < n) {
+		ssize_t w = write(fd, data + o, n - o);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		o += (size_t)w;
+	}
+	if (o < n || fsync(fd) != 0 || close(fd) != 0 ||
+	    rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	log_info("spool: journal: restored %s/queue/%s", sp->dir, id);
+	return 1;
+}
+
+/*
+ * After a crash: every message of the journal's last generation that has
+ * no D record must be in queue/ (unless it went to failed/), complete and
+ * durable.  Then the journal is emptied.  Returns 0, or -1 and a reason.
+ */
+static int
+journal_recover(struct spool *sp, char *err, size_t errlen)
+{
+	struct stat st;
+	if (fstat(sp->journal_fd, &st) != 0) {
+		snprintf(err, errlen, "spool_dir: journal: %s", strerror(errno));
+		return -1;
+	}
+	struct jrecord *recs = NULL;
+	size_t nrecs = 0, cap = 0;
+	struct id_list done = { NULL, 0, 0 };
+	uint64_t gen = 0;
+	off_t off = 0;
+	unsigned char *buf = NULL;
+	size_t bufcap = 0;
+	char line[JOURNAL_HEADER_MAX + 1];
+
+	while (off < st.st_size) {
+		size_t hl = (size_t)(st.st_size - off) < JOURNAL_HEADER_MAX ?
+		    (size_t)(st.st_size - off) : JOURNAL_HEADER_MAX;
+		if (pread_all(sp->journal_fd, line, hl, off) != 0)
+			break;
+		line[hl] = '\0';
+		char *nl = memchr(line, '\n', hl);
+		if (nl == NULL)
+			break;
+		*nl = '\0';
+		char id[SPOOL_ID_MAX + 1], type, extra;
+		uint64_t g;
+		size_t len;
+		uint32_t crc;
+		if (sscanf(line, JOURNAL_MAGIC " %16" SCNx64 " %c %24s %zu %8"
+		    SCNx32 "%c", &g, &type, id, &len, &crc, &extra) != 5 ||
+		    !valid_id(id) || type != 'M' || (gen != 0 && g != gen))
+			break;
+		off_t body = off + (off_t)(nl - line) + 1;
+		if (len > (size_t)(st.st_size - body))
+			break;		/* torn */
+		if (len + 1 > bufcap) {
+			bufcap = len + 1;
+			free(buf);
+			buf = xmalloc(bufcap);
+		}
+		if (pread_all(sp->journal_fd, buf, len, body) != 0 ||
+		    record_crc(NULL, buf, len, id) != crc)
+			break;		/* torn or not ours */
+		gen = g;
+		if (nrecs == cap) {
+			cap = cap ? 2 * cap : 64;
+			recs = xreallocarray(recs, cap, sizeof(*recs));
+		}
+		snprintf(recs[nrecs].id, SPOOL_ID_MAX, "%s", id);
+		recs[nrecs].off = body;
+		recs[nrecs].len = len;
+		nrecs++;
+		off = body + (off_t)len;
+	}
+	/* the ids that left the queue; lines that are not ids (what a
+	 * power loss may leave in a file never synced) are skipped */
+	FILE *df = nrecs > 0 ? fdopen(dup(sp->done_fd), "r") : NULL;
+	if (df != NULL) {
+		rewind(df);
+		while (fgets(line, sizeof(line), df) != NULL) {
+			line[strcspn(line, "\n")] = '\0';
+			if (valid_id(line))
+				ids_add(&done, line);
+		}
+		fclose(df);
+	}
+
+	int rc = 0;
+	size_t restored = 0;
+	if (done.n > 0)
+		qsort(done.v, done.n, sizeof(*done.v), cmp_id);
+	for (size_t i = 0; i < nrecs && rc == 0; i++) {
+		char path[4096];
+		if (done.n > 0 && bsearch(recs[i].id, done.v, done.n,
+		    sizeof(*done.v), cmp_id) != NULL)
+			continue;
+		path_join(path, sizeof(path), sp->dir, "failed", recs[i].id);
+		if (access(path, F_OK) == 0)
+			continue;
+		if (recs[i].len + 1 > bufcap) {
+			bufcap = recs[i].len + 1;
+			free(buf);
+			buf = xmalloc(bufcap);
+		}
+		int r = pread_all(sp->journal_fd, buf, recs[i].len, recs[i].off);
+		if (r == 0)
+			r = restore_file(sp, recs[i].id, buf, recs[i].len);
+		if (r < 0) {
+			snprintf(err, errlen, "spool_dir: cannot restore %s from "
+			    "the journal: %s", recs[i].id, strerror(errno));
+			rc = -1;
+		} else {
+			restored += (size_t)r;
+		}
+	}
+	if (rc == 0 && nrecs > 0) {
+		if (fsync(sp->queue_dirfd) != 0) {
+			snprintf(err, errlen, "spool_dir: fsync queue/: %s",
+			    strerror(errno));
+			rc = -1;
+		} else {
+			log_info("spool: journal: %zu messages checked, %zu "
+			    "restored", nrecs, restored);
+		}
+	}
+	free(buf);
+	free(recs);
+	free(done.v);
+	return rc;
+}
+
+/* Nothing in the journal is needed any more: make sure a start-up does
+ * not read it. */
+static int
+journal_clear(struct spool *sp)
+{
+	if (pwrite(sp->journal_fd, "\n", 1, 0) != 1 ||
+	    fdatasync(sp->journal_fd) != 0)
+		return -1;
+	if (ftruncate(sp->done_fd, 0) != 0)
+		log_warn("spool: cannot truncate %s/" DONE_NAME, sp->dir);
+	sp->jgen = new_generation();
+	sp->joff = 0;
+	sp->jids.n = 0;
+	return 0;
+}
+
+static int
+journal_open(struct spool *sp, char *err, size_t errlen)
+{
+	char path[4096];
+	path_join(path, sizeof(path), sp->dir, JOURNAL_NAME, NULL);
+	sp->journal_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+	if (sp->journal_fd >= 0) {
+		/* new: its name must survive a crash too */
+		int dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0) {
+			snprintf(err, errlen, "spool_dir: fsync %s: %s", sp->dir,
+			    strerror(errno));
+			if (dfd >= 0)
+				close(dfd);
+			return -1;
+		}
+		close(dfd);
+	} else if (errno == EEXIST) {
+		sp->journal_fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (sp->journal_fd < 0) {
+		snprintf(err, errlen, "spool_dir: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* its name need not survive a power loss: it is not synced anyway */
+	path_join(path, sizeof(path), sp->dir, DONE_NAME, NULL);
+	sp->done_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC |
+	    O_NOFOLLOW, 0600);
+	if (sp->done_fd < 0) {
+		snprintf(err, errlen, "spool_dir: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	sp->jgen = new_generation();
+	char first[4] = "";
+	if (pread(sp->journal_fd, first, 2, 0) == 2 && first[0] == 'J') {
+		/* not emptied at the end: we crashed */
+		if (journal_recover(sp, err, errlen) != 0)
+			return -1;
+		if (journal_clear(sp) != 0) {
+			snprintf(err, errlen, "spool_dir: %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct spool *
 spool_open(struct event_base *base, const char *dir, char *err, size_t errlen)
 {
@@ -222,6 +811,7 @@ spool_open(struct event_base *base, const char *dir, char *err, size_t errlen)
 	sp->dir = xstrdup(dir);
 	sp->base = base;
 	sp->notify[0] = sp->notify[1] = -1;
+	sp->journal_fd = sp->done_fd = -1;
 	path_join(path, sizeof(path), dir, "queue", NULL);
 	sp->queue_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sp->queue_dirfd < 0) {
@@ -238,6 +828,12 @@ spool_open(struct event_base *base, const char *dir, char *err, size_t errlen)
 		return sp;	/* a reader: sesrelay queue */
 
 	clean_tmp(sp);
+	if (crc_update == NULL)
+		crc_setup();
+	if (journal_open(sp, err, errlen) != 0) {
+		spool_close(sp);
+		return NULL;
+	}
 	if (pipe2(sp->notify, O_NONBLOCK | O_CLOEXEC) != 0)
 		fatal("pipe2");
 	sp->notify_ev = event_new(base, sp->notify[0], EV_READ | EV_PERSIST,
@@ -264,10 +860,16 @@ spool_close(struct spool *sp)
 		pthread_join(sp->worker, NULL);
 		/* finish what the worker finished */
 		notify_cb(sp->notify[0], EV_READ, sp);
+		/* what is still queued is made durable by itself: the next
+		 * start-up need not read the journal */
+		if (journal_checkpoint(sp) != 0 || journal_clear(sp) != 0)
+			log_warn("spool: cannot checkpoint the journal; the "
+			    "next start will replay it");
 		log_info("spool: commits=%llu batches=%llu fsyncs=%llu "
-		    "(%.2f fsyncs per message)", sp->commits, sp->batches,
-		    sp->fsyncs, sp->commits > 0 ?
-		    (double)sp->fsyncs / (double)sp->commits : 0.0);
+		    "(%.2f fsyncs per message) checkpoints=%llu", sp->commits,
+		    sp->batches, sp->fsyncs, sp->commits > 0 ?
+		    (double)sp->fsyncs / (double)sp->commits : 0.0,
+		    sp->checkpoints);
 		pthread_mutex_destroy(&sp->lock);
 		pthread_cond_destroy(&sp->wake);
 	}
@@ -279,6 +881,12 @@ spool_close(struct spool *sp)
 	}
 	if (sp->queue_dirfd >= 0)
 		close(sp->queue_dirfd);
+	if (sp->journal_fd >= 0)
+		close(sp->journal_fd);
+	if (sp->done_fd >= 0)
+		close(sp->done_fd);
+	free(sp->jids.v);
+	free(sp->freefiles.v);
 	free(sp->dir);
 	free(sp);
 }
@@ -326,59 +934,24 @@ envelope_format(const struct spool_envelope *env, struct evbuffer *out)
 	return 0;
 }
 
-static int
-write_all(int fd, struct evbuffer *buf)
-{
-	while (evbuffer_get_length(buf) > 0) {
-		struct evbuffer_iovec v[16];
-		int n = evbuffer_peek(buf, -1, NULL, v, 16);
-		if (n > 16)
-			n = 16;
-		ssize_t w = writev(fd, (struct iovec *)v, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		evbuffer_drain(buf, (size_t)w);
-	}
-	return 0;
-}
-
 struct spool_commit *
 spool_commit(struct spool *sp, const struct spool_envelope *env,
     struct evbuffer *msg, spool_commit_fn *done, void *arg)
 {
-	char path[4096];
-	struct evbuffer *head = evbuffer_new();
-
-	if (envelope_format(env, head) != 0) {
-		evbuffer_free(head);
+	struct evbuffer *data = evbuffer_new();
+	if (data == NULL)
+		fatalx("evbuffer_new failed");
+	if (envelope_format(env, data) != 0) {
+		evbuffer_free(data);
 		errno = EINVAL;
 		return NULL;
 	}
-	path_join(path, sizeof(path), sp->dir, "tmp", env->id);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		evbuffer_free(head);
-		return NULL;
-	}
-	int rc = write_all(fd, head);
-	if (rc == 0)
-		rc = write_all(fd, msg);
-	evbuffer_free(head);
-	if (rc != 0) {
-		int e = errno;
-		close(fd);
-		unlink(path);
-		errno = e;
-		return NULL;
-	}
+	evbuffer_add_buffer(data, msg);		/* moves it: no copy */
 
 	struct spool_commit *c = xcalloc(1, sizeof(*c));
 	c->sp = sp;
 	snprintf(c->id, sizeof(c->id), "%s", env->id);
-	c->fd = fd;
+	c->data = data;
 	c->done = done;
 	c->arg = arg;
 	pthread_mutex_lock(&sp->lock);
@@ -626,12 +1199,48 @@ spool_save_state(struct spool *sp, const struct spool_envelope *env)
 	return 0;
 }
 
+/* id left the queue: a replay of the journal must not send it again.
+ * Not synced: after a power loss a message may be sent twice, never
+ * lost. */
+static void
+journal_done(struct spool *sp, const char *id)
+{
+	char line[SPOOL_ID_MAX + 1];
+	if (sp->done_fd < 0)
+		return;
+	int n = snprintf(line, sizeof(line), "%s\n", id);
+	if (write(sp->done_fd, line, (size_t)n) != n)
+		log_debug("spool: cannot append to " DONE_NAME);
+}
+
+/* Keep the file at path for a new message if the pool has room; 0 if
+ * it was taken. */
+static int
+keep_file(struct spool *sp, const char *path)
+{
+	char name[SPOOL_ID_MAX], to[4096];
+	if (!sp->worker_running)
+		return -1;
+	pthread_mutex_lock(&sp->lock);
+	int room = sp->freefiles.n < FREE_FILES_MAX;
+	snprintf(name, sizeof(name), "free.%u", sp->freeseq++);
+	pthread_mutex_unlock(&sp->lock);
+	path_join(to, sizeof(to), sp->dir, "tmp", name);
+	if (!room || rename(path, to) != 0)
+		return -1;
+	pthread_mutex_lock(&sp->lock);
+	ids_add(&sp->freefiles, name);
+	pthread_mutex_unlock(&sp->lock);
+	return 0;
+}
+
 void
 spool_remove(struct spool *sp, const char *id)
 {
+	journal_done(sp, id);
 	char path[4096], name[SPOOL_ID_MAX + 8];
 	path_join(path, sizeof(path), sp->dir, "queue", id);
-	if (unlink(path) != 0 && errno != ENOENT)
+	if (keep_file(sp, path) != 0 && unlink(path) != 0 && errno != ENOENT)
 		log_warn("spool: cannot remove %s", path);
 	snprintf(name, sizeof(name), "%s.state", id);
 	path_join(path, sizeof(path), sp->dir, "queue", name);
@@ -653,6 +1262,7 @@ spool_move_failed(struct spool *sp, const char *id, const char *reason)
 	path_join(to, sizeof(to), sp->dir, "failed", id);
 	if (rename(from, to) != 0)
 		return -1;
+	journal_done(sp, id);
 	snprintf(name, sizeof(name), "%s.state", id);
 	path_join(from, sizeof(from), sp->dir, "queue", name);
 	unlink(from);

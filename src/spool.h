@@ -2,19 +2,32 @@
  * spool.h — the durable store under spool_dir.
  *
  *   tmp/<id>          being written; removed at start-up (never delivered)
+ *   tmp/free.<n>      files of delivered messages, reused for new ones
  *   queue/<id>        committed: envelope header, empty line, message
  *   queue/<id>.state  delivery progress (recipients done or failed,
  *                     attempts, next try); rewritten by tmp + rename
  *   failed/<id>       permanently failed messages, with failed/<id>.reason
+ *   journal           the bytes of recently committed queue files, with
+ *                     checksums (see spool.c)
+ *   journal.done      ids of journal messages that left the queue
  *
- * A message is committed by fsync(file), rename(tmp -> queue), then
- * fsync(queue dir): only after that is the client told 250.  Those waits
- * happen on a worker thread, never on the event loop, and concurrent
- * commits share one directory fsync (group commit).  The completion is
- * reported back on the event loop.
+ * A message is committed by writing tmp/<id>, appending the same bytes to
+ * the journal, fdatasync(journal), then rename(tmp -> queue): only after
+ * that is the client told 250.  The message is durable from the
+ * fdatasync on; its queue file is not synced itself.  All of this happens
+ * on a worker thread, never on the event loop, and the commits that
+ * arrive while one batch is being synced share the next fdatasync (group
+ * commit).  The completion is reported back on the event loop.
  *
- * The .state file is written without fsync: after a crash a recipient
- * may be delivered twice, never lost.
+ * After a crash, spool_open replays the journal: a message of it whose
+ * queue file is missing or differs (a power loss can lose both the rename
+ * and the data of a file never synced), and that is neither in
+ * journal.done nor in failed/, is written again to queue/ and synced.
+ * When the journal has grown past 16 MB, the queue files of its messages
+ * still queued are fsync'd and it starts over (checkpoint); spool_close
+ * does the same, so a clean start reads nothing.  journal.done is not
+ * synced, and neither is the .state file: after a crash a recipient may
+ * be delivered twice, never lost.
  */
 #ifndef SESRELAY_SPOOL_H
 #define SESRELAY_SPOOL_H
@@ -64,13 +77,13 @@ void spool_new_id(struct spool *sp, char id[SPOOL_ID_MAX]);
 typedef void spool_commit_fn(int error, void *arg);
 
 /*
- * Write env (id, created, sender, null_path, is_bounce, rcpts) and msg to
- * tmp/, then commit it durably on the worker thread.  done(0, arg) is
- * called on the event loop once the message is in queue/ and durable;
- * done(errno, arg) if anything failed (nothing is left behind then).
- * done is never called from inside spool_commit.  Returns a handle for
- * spool_commit_cancel, or NULL (with errno set, done not called) if the
- * write itself failed right away (disk full, ...).
+ * Commit env (id, created, sender, null_path, is_bounce, rcpts) and msg
+ * (drained: its bytes are moved, not copied) durably, on the worker
+ * thread.  done(0, arg) is called on the event loop once the message is
+ * in queue/ and durable; done(errno, arg) if anything failed (disk full,
+ * ...; nothing is left behind then).  done is never called from inside
+ * spool_commit.  Returns a handle for spool_commit_cancel, or NULL (with
+ * errno set, done not called) if the envelope cannot be stored.
  */
 struct spool_commit *spool_commit(struct spool *sp,
     const struct spool_envelope *env, struct evbuffer *msg,
