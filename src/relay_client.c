@@ -33,6 +33,10 @@
 #define CONNECT_TIMEOUT	30
 #define COMMAND_TIMEOUT	60
 #define DATA_END_TIMEOUT 600
+/* A session that will close after session_messages gets its replacement
+ * this many messages ahead (a new session needs ~7 round trips), or a
+ * quarter of session_messages if that is less. */
+#define RELAY_REPLACE_AHEAD 16
 
 enum sess_state {
 	S_RESOLVE, S_CONNECT, S_GREETING, S_EHLO, S_STARTTLS, S_HANDSHAKE,
@@ -84,6 +88,7 @@ struct relay_session {
 	int in_cb;			/* inside one of its callbacks */
 	int dead;			/* closed: free when in_cb drops to 0 */
 	int ready_once;			/* reached S_READY at least once */
+	int retiring;			/* near its last job (session_messages) */
 	int cap_starttls, cap_plain, cap_login, cap_8bitmime;
 	/* the reply being read, lines joined with '\n' */
 	char reply[SMTP_REPLY_MAX];
@@ -101,6 +106,7 @@ struct relay_pool {
 	struct job_list queue;
 	struct session_list sessions;
 	unsigned nsessions;
+	unsigned nretiring;		/* sessions near their last job */
 	unsigned nqueued;
 	unsigned next_id;
 	relay_trace_fn *trace;
@@ -425,8 +431,10 @@ pool_dispatch(struct relay_pool *pool)
 		else if (s->state < S_READY)
 			starting++;
 	}
+	/* a session near its last job does not count: its replacement is
+	 * started beside it (see session_next) */
 	while (pool->nqueued > starting &&
-	    pool->nsessions < pool->cfg->max_connections) {
+	    pool->nsessions - pool->nretiring < pool->cfg->max_connections) {
 		session_start(pool);
 		starting++;
 	}
@@ -566,6 +574,8 @@ session_close(struct relay_session *s, const char *why)
 	log_debug("upstream u%u closed: %s", s->id, why);
 	TAILQ_REMOVE(&pool->sessions, s, entry);
 	pool->nsessions--;
+	if (s->retiring)
+		pool->nretiring--;
 	s->state = S_CLOSED;
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
@@ -921,6 +931,19 @@ session_next(struct relay_session *s)
 	job->rcpt_ok = 0;
 	for (size_t i = 0; i < job->msg->nrcpts; i++)
 		job->rcpt_status[i] = RELAY_OK;
+	unsigned ahead = s->cfg->session_messages / 4;
+	if (ahead > RELAY_REPLACE_AHEAD)
+		ahead = RELAY_REPLACE_AHEAD;
+	if (!s->retiring &&
+	    s->nmessages + (ahead > 0 ? ahead : 1) >= s->cfg->session_messages) {
+		/* near the last job of this session: connect its
+		 * replacement now, so that no job waits for the TLS
+		 * handshake */
+		s->retiring = 1;
+		pool->nretiring++;
+		if (pool->nsessions - pool->nretiring < s->cfg->max_connections)
+			session_start(pool);
+	}
 	session_send(s, S_MAIL, COMMAND_TIMEOUT, "MAIL FROM:<%s> SIZE=%zu%s",
 	    job->msg->sender, evbuffer_get_length(job->msg->body),
 	    job->msg->eightbit && s->cap_8bitmime ? " BODY=8BITMIME" : "");

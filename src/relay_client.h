@@ -14,7 +14,9 @@
  * from the start with tls = implicit) -> EHLO -> AUTH PLAIN or LOGIN ->
  * transactions.  A session is closed with QUIT when idle for
  * RELAY_IDLE_SECONDS (before SES's ~10 s cut), after session_messages
- * transactions, or on a 421.  A job whose first command on a reused
+ * transactions, or on a 421.  A session close to session_messages gets
+ * its replacement connected ahead, so no job waits for a handshake: for
+ * that moment there is one session more than max_connections.  A job whose first command on a reused
  * session finds it dead is retried once on a fresh session, invisibly.
  */
 #ifndef SESRELAY_RELAY_CLIENT_H
