@@ -185,6 +185,8 @@ def probe(host, port, out, length, tls):
                 time.sleep(0.01)
     except Stop:
         pass
+    with open(out + ".raw", "w") as f:
+        f.write("".join("%.3f\n" % v for v in samples))
     samples.sort()
 
     def pct(p):
