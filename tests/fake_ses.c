@@ -7,7 +7,26 @@
  * recipients, duplicate-header and unverified-identity refusals at the final
  * dot, "250 Ok <message-id>" on success, the 10 s idle cut and the 421 after
  * --session-max messages.  Failure injection: --throttle-every, --drop-every,
- * SIGUSR1 (down: accept and close) and SIGUSR2 (throttle everything).
+ * SIGUSR1 (down: accept and close) and SIGUSR2 (throttle everything), and
+ * --fault KIND[:POINT] for hostile-network tests (tests/fault_*.sh):
+ *   reset[:P]	close with a TCP RST (SO_LINGER 0) at P (default BODY: the
+ *		first bytes of the message after 354)
+ *   stall[:P]	never reply at P (default MAIL) nor to anything after it;
+ *		no idle timeout either: the connection stays open
+ *   421[:P]	"421 ..." at P (default RCPT: after MAIL), then close 200 ms
+ *		later (so the reply arrives before the end of the connection)
+ *   close[:P]	the normal reply at P (default DOT), then close at once: the
+ *		reply, TLS close_notify and FIN leave in one TCP segment
+ *   garbage[:P] a line that is not an SMTP reply instead of the reply at P
+ *		(default MAIL), then carry on
+ *   huge[:P]	a 2 MB reply line ("250 xxx...") instead of the reply at P
+ *		(default MAIL; --huge-size BYTES), then carry on
+ *   tls-garbage after "220 Ready to start TLS", read the ClientHello and
+ *		answer it with plain text instead of a ServerHello, then close
+ *   split	every reply byte in its own TCP segment (and TLS record),
+ *		1 ms apart: replies arrive in as many pieces as possible
+ * P is the greeting (GREETING), a command verb (EHLO, STARTTLS, AUTH,
+ * MAIL, RCPT, DATA, RSET, QUIT, ...), BODY or DOT (the end of the message).
  *
  * The fake deliberately shares no protocol code with the relay (its own
  * command parser, base64, password derivation and DATA reader) so that a bug
@@ -85,6 +104,14 @@
 #define R_NEED_HELO	"503 5.5.1 Error: send HELO/EHLO first"		/* (fake) */
 #define R_BAD_PARAM	"501 5.5.4 Unsupported parameter"			/* (fake) */
 #define R_TEMP		"451 Temporary service failure"
+#define R_FAULT_421	"421 Service not available, closing transmission channel (fake fault)"
+#define R_FAULT_JUNK	"Hello! This line is not an SMTP reply (fake fault)"
+#define R_FAULT_TLS	"HTTP/1.1 400 Bad Request: not TLS (fake fault)\r\n\r\n"
+
+enum fault {
+	F_NONE, F_RESET, F_STALL, F_421, F_GARBAGE, F_HUGE, F_TLS_GARBAGE,
+	F_SPLIT, F_CLOSE
+};
 
 enum state {
 	ST_CMD,			/* waiting for a command */
@@ -108,6 +135,11 @@ struct session {
 	int			 pipelined;		/* sent ahead of a reply */
 	int			 read_blocked;		/* output over OUTBUF_MAX */
 	int			 dying;			/* free at the end of the callback */
+	int			 stalled;		/* --fault stall: ignore everything */
+	int			 tls_garbage;		/* --fault tls-garbage: after 220 */
+	struct evbuffer		*drip;			/* --fault split: replies to send */
+	struct event		*drip_ev;		/* one byte per tick */
+	struct event		*close_ev;		/* --fault 421: close later */
 	char			*login_user;		/* AUTH LOGIN, between prompts */
 	unsigned long		 nmsg;			/* accepted in this session */
 
@@ -126,6 +158,7 @@ struct session {
 	int			 last_cr;	/* the last octet consumed was CR */
 	int			 err_long;
 	int			 err_size;
+	int			 body_seen;	/* --fault ...:BODY checked */
 
 	char			 line[LINE_MAX_SMTP + 1];
 };
@@ -150,7 +183,11 @@ static struct {
 	const char		*pidfile;
 	const char		*portfile;
 	int			 quiet;
+	enum fault		 fault;
+	char			 fault_at[16];		/* GREETING, MAIL, BODY, DOT, ... */
+	size_t			 huge_size;
 } conf = {
+	.huge_size = 2 * 1024 * 1024,
 	.region = "us-east-1",
 	.session_max = 350,
 	.idle_timeout = 10,
@@ -305,16 +342,53 @@ derive_password(const char *secret, const char *region, char *out, size_t outlen
 
 /* ---- replies and session lifetime -------------------------------------- */
 
+static void drip_start(struct session *);
+
 static void __attribute__((format(printf, 2, 3)))
 reply(struct session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = s->drip != NULL ? s->drip :
+	    bufferevent_get_output(s->bev);
 	va_list ap;
 
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+	if (s->drip != NULL)
+		drip_start(s);
+}
+
+/* Replies not yet on their way: the output buffer and, with --fault split,
+ * the bytes still to drip. */
+static size_t
+pending_output(struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) +
+	    (s->drip != NULL ? evbuffer_get_length(s->drip) : 0);
+}
+
+/* --fault split: one byte into the (empty) output buffer per tick; the
+ * write callback asks for the next tick once it has left. */
+static void
+drip_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		evbuffer_remove_buffer(s->drip, bufferevent_get_output(s->bev),
+		    1);
+}
+
+static void
+drip_start(struct session *s)
+{
+	struct timeval tv = { 0, 1000 };
+
+	if (evbuffer_get_length(s->drip) != 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+	    !evtimer_pending(s->drip_ev, NULL))
+		evtimer_add(s->drip_ev, &tv);
 }
 
 /* Queue a last reply; the session closes once it is written. */
@@ -379,6 +453,12 @@ session_free(struct session *s)
 	LIST_REMOVE(s, entry);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
+	if (s->drip_ev != NULL)
+		event_free(s->drip_ev);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
+	if (s->drip != NULL)
+		evbuffer_free(s->drip);
 	txn_reset(s);
 	wipe_free(s->login_user);
 	free(s->msg);
@@ -423,6 +503,101 @@ session_starttls(struct session *s)
 	session_setup_bev(s);
 }
 
+/* Close with a TCP RST: SO_LINGER 0, then close at the end of the
+ * callback (the TLS bufferevent, if any, sends no close_notify). */
+static void
+session_reset(struct session *s)
+{
+	struct linger lg = { 1, 0 };
+
+	if (setsockopt(bufferevent_getfd(s->bev), SOL_SOCKET, SO_LINGER, &lg,
+	    sizeof(lg)) == -1)
+		logx("session=%lu SO_LINGER: %s", s->id, strerror(errno));
+	s->dying = 1;
+}
+
+static void session_linger(struct session *);
+
+/* --fault 421: the reply has had its time; now close. */
+static void
+close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (!s->lingering && !s->dying)
+		session_linger(s);
+	session_reap(s);
+}
+
+/*
+ * --fault: if the configured fault is due at point ("GREETING", a verb,
+ * "BODY", "DOT"), do it and return 1: the caller must not reply.  A
+ * stalled session never gets here again (its input is ignored).
+ */
+static int
+fault(struct session *s, const char *point)
+{
+	struct evbuffer *out;
+
+	if (conf.fault == F_NONE || conf.fault == F_SPLIT ||
+	    conf.fault == F_TLS_GARBAGE || strcasecmp(point, conf.fault_at) != 0)
+		return 0;
+	logx("session=%lu fault %s at %s", s->id,
+	    conf.fault == F_RESET ? "reset" : conf.fault == F_STALL ? "stall" :
+	    conf.fault == F_421 ? "421" : conf.fault == F_GARBAGE ? "garbage" :
+	    conf.fault == F_CLOSE ? "close" : "huge", point);
+	switch (conf.fault) {
+	case F_RESET:
+		session_reset(s);
+		return 1;
+	case F_STALL:
+		s->stalled = 1;
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+		return 1;
+	case F_421: {
+		struct timeval tv = { 0, 200000 };
+
+		reply(s, "%s", R_FAULT_421);
+		s->stalled = 1;		/* nothing more is read or answered */
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+		if ((s->close_ev = evtimer_new(srv.base, close_cb, s)) == NULL)
+			die(1, "out of memory");
+		evtimer_add(s->close_ev, &tv);
+		return 1;
+	}
+	case F_CLOSE: {
+		int one = 1;
+
+		/* hold everything back until shutdown() sends it with FIN */
+		if (setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP, TCP_CORK,
+		    &one, sizeof(one)) == -1)
+			logx("session=%lu TCP_CORK: %s", s->id, strerror(errno));
+		s->close_after_flush = 1;
+		bufferevent_disable(s->bev, EV_READ);
+		return 0;	/* the caller replies as usual */
+	}
+	case F_GARBAGE:
+		reply(s, "%s", R_FAULT_JUNK);
+		return 1;
+	case F_HUGE:
+		out = s->drip != NULL ? s->drip : bufferevent_get_output(s->bev);
+		evbuffer_add(out, "250 ", 4);
+		for (size_t n = 4; n < conf.huge_size; ) {
+			static char x[4096];
+			size_t k = conf.huge_size - n < sizeof(x) ?
+			    conf.huge_size - n : sizeof(x);
+			if (x[0] != 'x')
+				memset(x, 'x', sizeof(x));
+			evbuffer_add(out, x, k);
+			n += k;
+		}
+		evbuffer_add(out, "\r\n", 2);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void
 session_new(evutil_socket_t fd)
 {
@@ -443,7 +618,14 @@ session_new(evutil_socket_t fd)
 	}
 	LIST_INSERT_HEAD(&srv.sessions, s, entry);
 	session_setup_bev(s);
-	reply(s, GREETING);
+	if (conf.fault == F_SPLIT) {
+		s->drip = evbuffer_new();
+		s->drip_ev = evtimer_new(srv.base, drip_cb, s);
+		if (s->drip == NULL || s->drip_ev == NULL)
+			die(1, "out of memory");
+	}
+	if (!fault(s, "GREETING"))
+		reply(s, GREETING);
 }
 
 /*
@@ -477,9 +659,21 @@ session_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->lingering) {
+	if (s->lingering || s->stalled) {
 		struct evbuffer *in = bufferevent_get_input(bev);
 		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	if (s->tls_garbage) {
+		/* the ClientHello: answer it with what is not TLS */
+		struct evbuffer *in = bufferevent_get_input(bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		logx("session=%lu fault tls-garbage", s->id);
+		s->tls_garbage = 0;
+		evbuffer_add(bufferevent_get_output(bev), R_FAULT_TLS,
+		    strlen(R_FAULT_TLS));
+		s->close_after_flush = 1;
+		bufferevent_disable(bev, EV_READ);
 		return;
 	}
 	session_input(s);
@@ -493,8 +687,17 @@ session_writecb(struct bufferevent *bev, void *arg)
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
 		return;
+	if (s->drip != NULL && evbuffer_get_length(s->drip) != 0) {
+		drip_start(s);
+		return;
+	}
 	if (s->close_after_flush && !s->lingering) {
 		session_linger(s);
+	} else if (s->starttls_pending && conf.fault == F_TLS_GARBAGE) {
+		/* stay in plain text; the next read is the ClientHello */
+		s->starttls_pending = 0;
+		s->tls_garbage = 1;
+		bufferevent_enable(bev, EV_READ);
 	} else if (s->starttls_pending) {
 		session_starttls(s);
 	} else if (s->read_blocked) {
@@ -915,6 +1118,7 @@ cmd_data(struct session *s, char *arg)
 	s->last_cr = 0;
 	s->err_long = 0;
 	s->err_size = 0;
+	s->body_seen = 0;
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -967,6 +1171,8 @@ command(struct session *s, char *line)
 	arg = line + vlen;
 	if (*arg == ' ')
 		*arg++ = '\0';
+	if (fault(s, line))
+		return;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcasecmp(line, commands[i].verb) == 0) {
 			commands[i].fn(s, arg);
@@ -1200,9 +1406,19 @@ data_step(struct session *s, struct evbuffer *in)
 	}
 	if ((p = (const char *)evbuffer_pullup(in, (ev_ssize_t)seg)) == NULL)
 		abort();
+	if (!s->body_seen) {
+		s->body_seen = 1;
+		if (fault(s, "BODY"))
+			return 0;
+	}
 	if (s->bol && p[0] == '.') {
 		if (seg == 3 && p[1] == '\r' && haslf) {
 			evbuffer_drain(in, 3);
+			if (fault(s, "DOT")) {
+				s->state = ST_CMD;
+				txn_reset(s);
+				return 1;
+			}
 			data_end(s);
 			return 1;
 		}
@@ -1273,17 +1489,16 @@ static void
 session_input(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 
 	for (;;) {
-		if (s->close_after_flush || s->dying)
+		if (s->close_after_flush || s->dying || s->stalled)
 			return;
 		if (s->starttls_pending) {
 			if (evbuffer_get_length(in) != 0)
 				pipelined(s, "data after STARTTLS discarded");
 			return;
 		}
-		if (evbuffer_get_length(out) > OUTBUF_MAX) {
+		if (pending_output(s) > OUTBUF_MAX) {
 			s->read_blocked = 1;
 			bufferevent_disable(s->bev, EV_READ);
 			return;
@@ -1435,7 +1650,8 @@ usage(void)
 	    "           (--password P | (--secret S | --secret-file F) [--region R])\n"
 	    "           [--implicit-tls] [--maildir DIR] [--throttle-every N]\n"
 	    "           [--drop-every N] [--session-max N] [--idle-timeout SECS]\n"
-	    "           [--max-size BYTES] [--pidfile F] [--portfile F] [--quiet]\n");
+	    "           [--max-size BYTES] [--pidfile F] [--portfile F] [--quiet]\n"
+	    "           [--fault KIND[:POINT]] [--huge-size BYTES]\n");
 	exit(2);
 }
 
@@ -1477,13 +1693,46 @@ parse_listen(const char *arg)
 	freeaddrinfo(res);
 }
 
+/* --fault KIND[:POINT]; see the comment at the top. */
+static void
+parse_fault(const char *arg)
+{
+	static const struct {
+		const char *name, *point;
+		enum fault kind;
+	} kinds[] = {
+		{ "reset", "BODY", F_RESET }, { "stall", "MAIL", F_STALL },
+		{ "421", "RCPT", F_421 }, { "garbage", "MAIL", F_GARBAGE },
+		{ "huge", "MAIL", F_HUGE }, { "tls-garbage", NULL, F_TLS_GARBAGE },
+		{ "split", NULL, F_SPLIT }, { "close", "DOT", F_CLOSE },
+	};
+	size_t n = strcspn(arg, ":"), i;
+	const char *point;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strlen(kinds[i].name) == n &&
+		    strncmp(arg, kinds[i].name, n) == 0)
+			break;
+	if (i == sizeof(kinds) / sizeof(kinds[0]))
+		die(2, "--fault: unknown kind: %s", arg);
+	point = arg[n] == ':' ? arg + n + 1 : kinds[i].point;
+	if (arg[n] == ':' && kinds[i].point == NULL)
+		die(2, "--fault %s takes no :POINT", kinds[i].name);
+	if (point != NULL && (*point == '\0' ||
+	    strlen(point) >= sizeof(conf.fault_at)))
+		die(2, "--fault: bad point: %s", arg);
+	conf.fault = kinds[i].kind;
+	snprintf(conf.fault_at, sizeof(conf.fault_at), "%s",
+	    point != NULL ? point : "");
+}
+
 static void
 parse_args(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_IMPLICIT, O_CERT, O_KEY, O_USER, O_SECRET,
 	    O_SECRET_FILE, O_REGION, O_PASSWORD, O_MAILDIR, O_THROTTLE,
 	    O_DROP, O_SESSION_MAX, O_IDLE, O_MAX_SIZE, O_PIDFILE, O_PORTFILE,
-	    O_QUIET, O_HELP };
+	    O_QUIET, O_FAULT, O_HUGE_SIZE, O_HELP };
 	static const struct option opts[] = {
 		{ "listen",		required_argument,	NULL, O_LISTEN },
 		{ "implicit-tls",	no_argument,		NULL, O_IMPLICIT },
@@ -1503,6 +1752,8 @@ parse_args(int argc, char **argv)
 		{ "pidfile",		required_argument,	NULL, O_PIDFILE },
 		{ "portfile",		required_argument,	NULL, O_PORTFILE },
 		{ "quiet",		no_argument,		NULL, O_QUIET },
+		{ "fault",		required_argument,	NULL, O_FAULT },
+		{ "huge-size",		required_argument,	NULL, O_HUGE_SIZE },
 		{ "help",		no_argument,		NULL, O_HELP },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1545,6 +1796,12 @@ parse_args(int argc, char **argv)
 		case O_PIDFILE:		conf.pidfile = optarg; break;
 		case O_PORTFILE:	conf.portfile = optarg; break;
 		case O_QUIET:		conf.quiet = 1; break;
+		case O_FAULT:		parse_fault(optarg); break;
+		case O_HUGE_SIZE:
+			conf.huge_size = number("huge-size", optarg);
+			if (conf.huge_size < 8 || conf.huge_size > (1ULL << 30))
+				die(2, "--huge-size out of range");
+			break;
 		default:		usage();
 		}
 	}
