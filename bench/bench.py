@@ -154,12 +154,11 @@ class Conn:
 
 
 def probe(host, port, out, length, tls):
-    signal.signal(signal.SIGTERM, on_term)
-    body = b"From: probe@example.com\r\nTo: sink@example.net\r\n" \
+    head = b"From: probe@example.com\r\nTo: sink@example.net\r\n" \
            b"Subject: latency probe\r\n\r\n"
     line = b"x" * 76 + b"\r\n"
-    while len(body) < length:
-        body += line
+    body = head + line * max(0, (length - len(head) + 77) // 78)
+    signal.signal(signal.SIGTERM, on_term)
     samples, ok = [], 0
     c = None
     try:

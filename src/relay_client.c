@@ -33,6 +33,12 @@
 #define CONNECT_TIMEOUT	30
 #define COMMAND_TIMEOUT	60
 #define DATA_END_TIMEOUT 600
+/* Messages up to this size are copied into one contiguous chain for the
+ * upstream (one TLS record per write frame); larger ones are moved, not
+ * copied, so a large message is not held twice. */
+#define SEND_COPY_MAX (64 * 1024)
+/* Encrypted bytes waiting for the socket, at most (then TLS waits). */
+#define SEND_BUFFER_MAX (256 * 1024)
 /* A session that will close after session_messages gets its replacement
  * this many messages ahead (a new session needs ~7 round trips), or a
  * quarter of session_messages if that is less. */
@@ -763,6 +769,8 @@ session_start_tls(struct relay_session *s)
 		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	/* encrypt a large message as the socket drains, not all at once */
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, SEND_BUFFER_MAX);
 	s->bev = tls;
 	s->ssl = ssl;
 	bufferevent_setcb(s->bev, session_read_cb, NULL, session_event_cb, s);
@@ -1029,10 +1037,45 @@ parse_ehlo(struct relay_session *s, const char *text)
  * SES).  Now a message goes out in records of up to 15,000 bytes
  * (libevent's write frame).
  */
+/* A large message: its chains are moved to the output (dot-stuffing cuts
+ * them where a line starts with "."), leaving body empty. */
+static void
+send_body_move(struct relay_session *s, struct evbuffer *body)
+{
+	struct evbuffer *tmp = evbuffer_new();
+	char first = 0, last = 0;
+	if (tmp == NULL)
+		fatalx("evbuffer_new failed");
+	size_t len = evbuffer_get_length(body);
+	struct evbuffer_ptr end;
+	evbuffer_ptr_set(body, &end, len - 1, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(body, &end, &last, 1);
+	evbuffer_copyout(body, &first, 1);
+	if (first == '.')
+		evbuffer_add(tmp, ".", 1);	/* dot-stuffing */
+	while (evbuffer_get_length(body) > 0) {
+		struct evbuffer_ptr dot = evbuffer_search(body, "\n.", 2, NULL);
+		size_t n = dot.pos >= 0 ? (size_t)dot.pos + 1 :
+		    evbuffer_get_length(body);
+		evbuffer_remove_buffer(body, tmp, n);
+		if (dot.pos >= 0)
+			evbuffer_add(tmp, ".", 1);
+	}
+	if (last != '\n')
+		evbuffer_add(tmp, "\r\n", 2);
+	evbuffer_add(tmp, ".\r\n", 3);
+	evbuffer_add_buffer(bufferevent_get_output(s->bev), tmp);
+	evbuffer_free(tmp);
+}
+
 static void
 send_body(struct relay_session *s, struct evbuffer *body)
 {
 	size_t len = evbuffer_get_length(body);
+	if (len > SEND_COPY_MAX) {
+		send_body_move(s, body);
+		return;
+	}
 	struct evbuffer *tmp = evbuffer_new();
 	int n = evbuffer_peek(body, -1, NULL, NULL, 0);
 	struct evbuffer_iovec *v = xcalloc((size_t)(n > 0 ? n : 1), sizeof(*v));
