@@ -46,6 +46,11 @@ cp "${file[4]}" "${file[3]}"			# stale bytes of another file
 t_start_fake --quiet
 : >"$T_DIR/relay.log"
 t_start_relay
+# the listener may be up before the spool is opened: wait for the replay
+for _ in $(seq 100); do
+	grep -q 'journal: [0-9]* messages checked' "$T_DIR/relay.log" && break
+	sleep 0.1
+done
 grep -q 'journal: 5 messages checked, 3 restored' "$T_DIR/relay.log" ||
 	t_fail "replay: $(grep journal "$T_DIR/relay.log" || cat "$T_DIR/relay.log")"
 t_wait_queue_empty 30 || t_fail "$(t_queue_left) messages still queued"
