@@ -188,6 +188,9 @@ render(struct metrics *m, struct evbuffer *b)
 	one(b, "sesrelay_smtp_connections_refused_total", "counter",
 	    "Client connections refused (allow list, max_clients).",
 	    ss->connections_refused);
+	one(b, "sesrelay_smtp_accept_pauses_total", "counter",
+	    "Times accept() failed (out of descriptors or memory) and the "
+	    "listeners paused.", ss->accept_pauses);
 	one(b, "sesrelay_smtp_sessions", "gauge",
 	    "Client sessions open now.", smtp_server_sessions(m->srv));
 	static const char *const results[] = { "accepted", "refused",

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +65,34 @@ usage(void)
 {
 	fprintf(stderr, "usage: sesrelayd [-dfnV] [-c file]\n");
 	exit(2);
+}
+
+/* Descriptors beyond one per client: upstream sessions (and their
+ * replacements), listeners, spool files, metrics, logs, DNS. */
+#define FD_RESERVE 64
+
+/* Let the soft open-files limit grow towards what max_clients needs (as
+ * nginx's worker_rlimit_nofile): a default soft limit of 1024 would
+ * otherwise cap a max_clients of 1000 well below it.  Past the hard
+ * limit, say so once; clients beyond it wait in the backlog. */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)cfg->max_clients +
+	    2 * (rlim_t)cfg->max_connections + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ?
+	    need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < need)
+		log_warnx("open files limit %llu is below the %llu that "
+		    "max_clients = %u needs; clients past it wait until "
+		    "others leave", (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)need, cfg->max_clients);
 }
 
 /* Running as root with a user to become: create the spool directory
@@ -429,6 +458,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	log_set_format(d.cfg->log_format);
+	raise_fd_limit(d.cfg);
 	signal(SIGPIPE, SIG_IGN);
 	/* a file size limit must fail the write (EFBIG), not kill us */
 	signal(SIGXFSZ, SIG_IGN);

@@ -57,6 +57,11 @@
 #define AUTH_DELAY_MAX 15
 /* The whole DATA phase may take this many times [relay] timeout. */
 #define DATA_DEADLINE_FACTOR 4
+/* Out of descriptors (or memory), accept() fails at once, every time: the
+ * listeners pause this long instead of spinning (nginx does the same). */
+#define ACCEPT_PAUSE_MS	250
+/* ... and say so at most once in this many seconds. */
+#define ACCEPT_LOG_EVERY 10
 
 enum sess_state {
 	SS_CONNECTED,	/* greeted, no HELO/EHLO yet */
@@ -101,6 +106,8 @@ struct smtp_server {
 	void (*drained)(void *);
 	void *drained_arg;
 	struct event *grace_ev;
+	struct event *accept_ev;	/* resumes paused listeners */
+	time_t accept_logged;		/* last "not accepting" log line */
 	struct smtp_server_stats stats;
 	SSL_CTX *tls_ctx;		/* inbound STARTTLS; NULL: not offered */
 	int sasl_ready;			/* sasl_srv_init done */
@@ -1413,6 +1420,44 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	reply(s, "220 %s ESMTP sesrelay", cfg->hostname);
 }
 
+/* accept() failed for a reason that retrying at once will not cure
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...): stop accepting on every listener
+ * for ACCEPT_PAUSE_MS.  Connections wait in the kernel's backlog; the
+ * sessions we have keep being served, and as they end, descriptors free up. */
+static void
+accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct smtp_server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct listener *l;
+	time_t now = time(NULL);
+
+	(void)evl;
+	srv->stats.accept_pauses++;
+	if (now - srv->accept_logged >= ACCEPT_LOG_EVERY) {
+		srv->accept_logged = now;
+		log_warnx("accept: %s; not accepting new connections for "
+		    "%d ms (sessions=%u)", evutil_socket_error_to_string(err),
+		    ACCEPT_PAUSE_MS, srv->nsessions);
+	}
+	TAILQ_FOREACH(l, &srv->listeners, entry)
+		evconnlistener_disable(l->evl);
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	evtimer_add(srv->accept_ev, &tv);
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct listener *l;
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH(l, &srv->listeners, entry)
+		evconnlistener_enable(l->evl);
+}
+
 struct smtp_server *
 smtp_server_new(struct event_base *base, struct config *cfg,
     struct relay_pool *pool)
@@ -1424,6 +1469,9 @@ smtp_server_new(struct event_base *base, struct config *cfg,
 	srv->next_id = ((uint64_t)time(NULL) & 0xffffff) << 20;
 	TAILQ_INIT(&srv->listeners);
 	TAILQ_INIT(&srv->sessions);
+	srv->accept_ev = evtimer_new(base, accept_resume_cb, srv);
+	if (srv->accept_ev == NULL)
+		fatalx("evtimer_new failed");
 	return srv;
 }
 
@@ -1493,6 +1541,10 @@ add_listener(struct smtp_server *srv, int fd, const char *text,
 	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (l->evl == NULL)
 		fatalx("evconnlistener_new failed");
+	evconnlistener_set_error_cb(l->evl, accept_error_cb);
+	/* a listener added while the others pause, pauses too */
+	if (evtimer_pending(srv->accept_ev, NULL))
+		evconnlistener_disable(l->evl);
 	TAILQ_INSERT_TAIL(&srv->listeners, l, entry);
 	log_info("listening on %s", text);
 }
@@ -1646,6 +1698,7 @@ smtp_server_free(struct smtp_server *srv)
 	close_listeners(srv);
 	if (srv->grace_ev != NULL)
 		event_free(srv->grace_ev);
+	event_free(srv->accept_ev);
 	SSL_CTX_free(srv->tls_ctx);
 	if (srv->sasl_ready)
 		sasl_srv_done();

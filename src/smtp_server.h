@@ -49,6 +49,8 @@ unsigned smtp_server_sessions(const struct smtp_server *srv);
 struct smtp_server_stats {
 	uint64_t connections;		/* accepted and served */
 	uint64_t connections_refused;	/* allow list, max_clients */
+	uint64_t accept_pauses;		/* accept() failed: out of
+					 * descriptors or memory */
 	uint64_t messages_accepted;	/* 250 at the final dot */
 	uint64_t messages_refused;	/* 5xx at the final dot */
 	uint64_t messages_deferred;	/* 4xx at the final dot */
