@@ -95,6 +95,7 @@ struct relay_session {
 	int dead;			/* closed: free when in_cb drops to 0 */
 	int ready_once;			/* reached S_READY at least once */
 	int retiring;			/* near its last job (session_messages) */
+	int peer_closed;		/* SES closed: take no new job */
 	int cap_starttls, cap_plain, cap_login, cap_8bitmime;
 	/* the reply being read, lines joined with '\n' */
 	char reply[SMTP_REPLY_MAX];
@@ -915,6 +916,8 @@ session_next(struct relay_session *s)
 		return;
 	}
 	job = TAILQ_FIRST(&pool->queue);
+	if (s->peer_closed)
+		job = NULL;	/* the close is handled next, as an idle one */
 	if (job != NULL && job->msg == NULL && s->ready_once && s->used) {
 		/* a probe wants a fresh session of its own */
 		job = NULL;
@@ -1405,7 +1408,20 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct relay_session *s = arg;
 	s->in_cb++;
-	session_event(s, bev, what);
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) &&
+	    s->state >= S_GREETING && s->state != S_HANDSHAKE &&
+	    (s->ssl == NULL || s->tls_on) &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+		/* The close can come in the same read as the replies before
+		 * it ("250 Ok <id>", close_notify and FIN in one segment),
+		 * and the TLS bufferevent reports it before the read
+		 * callback: take those replies first, or a message SES
+		 * accepted would look failed and be sent again. */
+		s->peer_closed = 1;
+		session_read(s, bev);
+	}
+	if (!s->dead && s->bev == bev)
+		session_event(s, bev, what);
 	if (--s->in_cb == 0 && s->dead)
 		session_free(s);
 }
