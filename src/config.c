@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1063,23 +1064,12 @@ p_keyid(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 	return 0;
 }
 
-static int
-secret_valid(const char *v)
-{
-	const char *p;
-
-	for (p = v; *p != '\0'; p++)
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
-			return 0;
-	return p > v && p - v <= 256;
-}
-
 /* Never shows the value. */
 static int
 p_secret(struct loadctx *ctx, const struct key *k, void *base,
     const char *v, char *why, size_t wl)
 {
-	if (v != NULL && !secret_valid(v)) {
+	if (v != NULL && !ses_auth_secret_valid(v)) {
 		snprintf(why, wl, "must be the secret access key alone "
 		    "(printable characters without spaces)");
 		return -1;
@@ -1572,6 +1562,29 @@ secret_key(const char *s, size_t len)
 	return 0;
 }
 
+/* 1 if a line that is not "key = value" may still hold a secret, so it
+ * must not be shown in an error: it names a secret or a password, or has
+ * a run of base64 characters as long as a secret access key (40) or an
+ * SMTP password (44) nearly is. */
+static int
+line_may_hold_secret(const char *s)
+{
+	size_t run = 0;
+
+	if (strcasestr(s, "secret") != NULL || strcasestr(s, "passw") != NULL ||
+	    strcasestr(s, "token") != NULL)
+		return 1;
+	for (; *s != '\0'; s++) {
+		if (isalnum((unsigned char)*s) || *s == '+' || *s == '/') {
+			if (++run >= 30)
+				return 1;
+		} else {
+			run = 0;
+		}
+	}
+	return 0;
+}
+
 static void
 put(char *buf, int num, const char *s)
 {
@@ -1642,8 +1655,12 @@ line_reader(char *buf, int num, void *arg)
 			return NULL;
 		}
 	} else if (eq == NULL || (colon != NULL && colon < eq)) {
-		lerr(ctx, "expected 'key = value' or a [section], not '%s'",
-		    show(s).s);
+		if (line_may_hold_secret(s))
+			lerr(ctx, "expected 'key = value' or a [section] (the "
+			    "line is not shown: it may hold a secret)");
+		else
+			lerr(ctx, "expected 'key = value' or a [section], "
+			    "not '%s'", show(s).s);
 		return NULL;
 	}
 	for (klen = (size_t)(eq - s); klen > 0 &&
@@ -1743,19 +1760,23 @@ conf_handler(void *arg, const char *section, const char *name,
 
 /*
  * Open path for the line reader, with a stdio buffer of ours that can be
- * wiped afterwards (the file may hold a secret).  NULL with errno set.
+ * wiped afterwards (the file may hold a secret).  Opened non-blocking, so
+ * that a FIFO given by mistake does not hang us: the caller checks *st is
+ * a regular file.  NULL with errno set.
  */
 static FILE *
 open_text(const char *path, char *iobuf, size_t iolen, struct stat *st)
 {
 	FILE *fp;
+	int fd;
 
-	if ((fp = fopen(path, "re")) == NULL)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1)
 		return NULL;
-	if (fstat(fileno(fp), st) == -1) {
+	if (fstat(fd, st) == -1 || (fp = fdopen(fd, "r")) == NULL) {
 		int saved = errno;
 
-		fclose(fp);
+		close(fd);
 		errno = saved;
 		return NULL;
 	}
@@ -1776,8 +1797,9 @@ parse_file(struct loadctx *ctx)
 		    strerror(errno));
 		return -1;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		fail(ctx, "%s: is a directory", ctx->cfg->path);
+	if (!S_ISREG(st.st_mode)) {
+		fail(ctx, "%s: %s", ctx->cfg->path, S_ISDIR(st.st_mode) ?
+		    "is a directory" : "not a regular file");
 		fclose(ctx->fp);
 		return -1;
 	}
@@ -2143,7 +2165,7 @@ read_secret_file(struct loadctx *ctx, const char *key, const char *path)
 	while (n > 0 && is_space((unsigned char)buf[n - 1]))
 		n--;
 	buf[n] = '\0';
-	if (n == 0 || strlen(buf) != n || !secret_valid(buf)) {
+	if (n == 0 || strlen(buf) != n || !ses_auth_secret_valid(buf)) {
 		wipe(buf, sizeof(buf));
 		keyerr(ctx, o, S_SES, 0, key, "%s must hold the secret alone, "
 		    "on one line%s", path, n == 0 ? " (it is empty)" : "");
@@ -2163,6 +2185,15 @@ derive(struct loadctx *ctx, const char *key_id, char *secret,
 	char pw[SES_SMTP_PASSWORD_LEN + 1];
 	int rc;
 
+	if (ses_auth_password_version(secret) != SES_PASSWORD_MALFORMED) {
+		/* 44 base64 characters that decode to 0x04 (or 0x02) and a
+		 * 32-byte HMAC: no secret access key looks like that */
+		wipe_free(secret);
+		fail(ctx, "%s: the secret access key from %s is an SMTP "
+		    "password already derived; put it in smtp_password_file "
+		    "instead", cfg->path, source);
+		return -1;
+	}
 	rc = ses_auth_smtp_password(secret, strlen(secret), cfg->region, pw);
 	wipe_free(secret);
 	if (rc == -1) {

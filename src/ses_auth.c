@@ -170,6 +170,17 @@ ses_auth_password_version(const char *password)
 }
 
 int
+ses_auth_secret_valid(const char *secret)
+{
+	const char *p;
+
+	for (p = secret; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return 0;
+	return p > secret && p - secret <= SES_SECRET_MAX;
+}
+
+int
 ses_auth_key_id_valid(const char *key_id)
 {
 	size_t n;

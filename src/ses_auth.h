@@ -33,6 +33,13 @@ enum ses_password_version {
 /* Classify an already derived SMTP password (e.g. smtp_password_file). */
 enum ses_password_version ses_auth_password_version(const char *password);
 
+/* 1 if secret can be a secret access key: 1..SES_SECRET_MAX printable
+ * ASCII characters, no blanks (AWS's are 40 of [A-Za-z0-9+/]).  A v4
+ * password (ses_auth_password_version) passes too: callers that must not
+ * take a derived password for a secret check that as well. */
+#define SES_SECRET_MAX 256
+int ses_auth_secret_valid(const char *secret);
+
 /* 1 if key_id looks like an access key id: 16..128 of [A-Z0-9]. */
 int ses_auth_key_id_valid(const char *key_id);
 /* 1 if key_id is a temporary (STS) key id ("ASIA..."), unusable for SMTP. */

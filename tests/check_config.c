@@ -1074,6 +1074,14 @@ static const struct {
 	  { "@CONF@:2: ", "expected 'key = value'", "'mode spool'" } },
 	{ "colon before =", { .conf = "[relay]\nlisten 127.0.0.1:25\n" }, 0,
 	  { "@CONF@:2: ", "expected 'key = value'" } },
+	{ "secret with ':' instead of '='", { .conf = "[ses]\n"
+	  "secret_access_key: " DOC_SECRET "\n" }, 0,
+	  { "@CONF@:2: ", "expected 'key = value'", "not shown" } },
+	{ "secret without '='", { .conf = "[ses]\n"
+	  "secret_access_key " DOC_SECRET "\n" }, 0,
+	  { "@CONF@:2: ", "expected 'key = value'", "not shown" } },
+	{ "a secret pasted alone", { .conf = "[ses]\n" DOC_SECRET "\n" }, 0,
+	  { "@CONF@:2: ", "expected 'key = value'", "not shown" } },
 	{ "no key", { .conf = "[relay]\n = spool\n" }, 0,
 	  { "@CONF@:2: ", "missing key name" } },
 	{ "NUL byte", { .conf = "[relay]\nmode = sp\0ol\n", .conflen = 20 }, 0,
@@ -1238,6 +1246,10 @@ static const struct {
 	{ "secret file empty", { .conf = "[ses]\naccess_key_id = " DOC_KEY_ID
 	  "\nsecret_access_key_file = @SECRET@\n", .secret = "\n\n",
 	  .need_creds = 1 }, 0, { "secret_access_key_file:", "empty" } },
+	{ "secret file holds a derived password", { .conf = "[ses]\n"
+	  "access_key_id = " DOC_KEY_ID "\nsecret_access_key_file = @SECRET@\n",
+	  .secret = DOC_PW_USE1 "\n", .need_creds = 1 }, 0,
+	  { "already derived", "smtp_password_file" } },
 	{ "secret file two lines", { .conf = "[ses]\naccess_key_id = "
 	  DOC_KEY_ID "\nsecret_access_key_file = @SECRET@\n",
 	  .secret = "abc\ndef\n", .need_creds = 1 }, 0,
@@ -1356,6 +1368,14 @@ START_TEST(test_missing_file)
 	ck_assert_ptr_nonnull(strstr(err, "No such file"));
 	ck_assert_ptr_null(config_load(testdir, 0, err));
 	ck_assert_ptr_nonnull(strstr(err, "is a directory"));
+	/* a FIFO: refused at once, not waited on */
+	char *fifo;
+	ck_assert_int_ne(asprintf(&fifo, "%s/fifo.conf", testdir), -1);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_ptr_null(config_load(fifo, 0, err));
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+	unlink(fifo);
+	free(fifo);
 	ck_assert_ptr_null(config_load("", 0, err));
 	assert_one_line(err);
 	free(path);
