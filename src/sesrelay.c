@@ -97,6 +97,15 @@ cmd_passwd(int argc, char *argv[])
 		    "line)\n");
 		return 2;
 	}
+	if (!ses_auth_secret_valid(secret)) {
+		/* a blank inside, or a stray character, derives a password
+		 * that SES refuses: say so now */
+		wipe(secret, sizeof(secret));
+		fprintf(stderr, "sesrelay passwd: standard input must hold "
+		    "the secret access key alone, on one line (printable "
+		    "characters without blanks)\n");
+		return 2;
+	}
 	int rc = ses_auth_smtp_password(secret, strlen(secret), region,
 	    password);
 	wipe(secret, sizeof(secret));
@@ -207,6 +216,22 @@ print_entry(struct spool_envelope *env, void *arg)
 	spool_envelope_free(env);
 }
 
+/* 1 if pid runs sesrelayd: a pid file left by a crash, or written by the
+ * spool's (unprivileged) owner, must not make root signal anything else. */
+static int
+is_sesrelayd(pid_t pid)
+{
+	char path[64], comm[32];
+	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	int ok = fgets(comm, sizeof(comm), f) != NULL &&
+	    strcmp(comm, "sesrelayd\n") == 0;
+	fclose(f);
+	return ok;
+}
+
 static int
 cmd_queue(int argc, char *argv[])
 {
@@ -229,17 +254,23 @@ cmd_queue(int argc, char *argv[])
 		snprintf(path, sizeof(path), "%s/sesrelayd.pid",
 		    cfg->spool_dir);
 		FILE *f = fopen(path, "re");
-		if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1 ||
-		    kill((pid_t)pid, SIGUSR1) != 0) {
+		const char *why = NULL;
+		if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1)
+			why = "no daemon running";
+		else if (!is_sesrelayd((pid_t)pid))
+			why = "that process is not sesrelayd (a stale pid "
+			    "file?)";
+		else if (kill((pid_t)pid, SIGUSR1) != 0)
+			why = strerror(errno);
+		if (f != NULL)
+			fclose(f);
+		if (why != NULL) {
 			fprintf(stderr, "sesrelay flush: cannot signal the "
-			    "daemon (pid file %s): %s\n", path,
-			    pid > 1 ? strerror(errno) : "no daemon running");
-			if (f != NULL)
-				fclose(f);
+			    "daemon (pid file %s, pid %ld): %s\n", path, pid,
+			    why);
 			config_unref(cfg);
 			return 1;
 		}
-		fclose(f);
 		printf("sesrelay flush: asked sesrelayd (pid %ld) to retry "
 		    "every queued message now\n", pid);
 		config_unref(cfg);

@@ -110,17 +110,25 @@ path_join(char *out, size_t outlen, const char *dir, const char *sub,
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-/* Create dir (mode 0700) if missing; refuse one others can write to. */
+/* Create dir (mode 0700) if missing; refuse one others can write to,
+ * or one that is not ours.  A reader (sesrelay queue, often root on the
+ * daemon user's spool) creates nothing and may read anyone's spool. */
 static int
-ensure_dir(const char *path, char *err, size_t errlen)
+ensure_dir(const char *path, int reader, char *err, size_t errlen)
 {
 	struct stat st;
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+	if (!reader && mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "spool_dir: cannot create %s: %s", path,
 		    strerror(errno));
 		return -1;
 	}
-	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "spool_dir: %s: %s%s", path,
+		    strerror(errno), errno == ENOENT ? " (sesrelayd has not "
+		    "run in spool mode with this spool_dir yet)" : "");
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "spool_dir: %s is not a directory", path);
 		return -1;
 	}
@@ -129,7 +137,7 @@ ensure_dir(const char *path, char *err, size_t errlen)
 		    "(mode %04o); chmod 700 it", path, st.st_mode & 07777);
 		return -1;
 	}
-	if (st.st_uid != geteuid()) {
+	if (!reader && st.st_uid != geteuid()) {
 		snprintf(err, errlen, "spool_dir: %s is owned by uid %u, not "
 		    "by the daemon's uid %u", path, (unsigned)st.st_uid,
 		    (unsigned)geteuid());
@@ -797,14 +805,16 @@ spool_open(struct event_base *base, const char *dir, char *err, size_t errlen)
 	static const char *subdirs[] = { "tmp", "queue", "failed" };
 	char path[4096];
 
-	if (ensure_dir(dir, err, errlen) != 0)
+	int reader = base == NULL;
+
+	if (ensure_dir(dir, reader, err, errlen) != 0)
 		return NULL;
 	for (size_t i = 0; i < 3; i++) {
 		if (path_join(path, sizeof(path), dir, subdirs[i], NULL) != 0) {
 			snprintf(err, errlen, "spool_dir: path too long");
 			return NULL;
 		}
-		if (ensure_dir(path, err, errlen) != 0)
+		if (ensure_dir(path, reader, err, errlen) != 0)
 			return NULL;
 	}
 	struct spool *sp = xcalloc(1, sizeof(*sp));

@@ -64,9 +64,10 @@ struct spool_envelope {
 
 enum { SPOOL_RCPT_PENDING = 0, SPOOL_RCPT_DONE = 1, SPOOL_RCPT_FAILED = 2 };
 
-/* Open (creating the directories, mode 0700) and check dir; clean tmp/.
- * NULL and a one-line reason in err on failure.  base may be NULL for
- * read-only tools (no commits then). */
+/* Open (creating the directories, mode 0700) and check dir, which must
+ * belong to us; clean tmp/.  NULL and a one-line reason in err on
+ * failure.  base may be NULL for read-only tools (no commits then): they
+ * create nothing and may read a spool that belongs to another user. */
 struct spool *spool_open(struct event_base *base, const char *dir,
     char *err, size_t errlen);
 void spool_close(struct spool *sp);

@@ -29,3 +29,39 @@ out=$(swaks --server 127.0.0.1 --port "$RELAY_PORT" --timeout 20 --from a@exampl
 	--to b@example.net 2>&1 || true)
 grep -q '^<-  250 2.0.0 Ok 0100' <<<"$out" || t_fail "does not relay as nobody: $out"
 t_ok "runs as nobody (uid/gid $nobody/$nogroup, no capabilities) and relays"
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+
+# Spool mode as nobody: the spool belongs to nobody, and root (the admin)
+# lists and flushes it without taking it over.
+chmod 711 "$T_DIR"	# nobody reaches its spool in there, nothing else
+T_MODE=spool t_config
+sed -i 's/^\[relay\]$/[relay]\nuser = nobody/' "$CONF"
+sed -i '/^user = root$/d' "$CONF"
+rm -rf "$SPOOL"
+out=$("$SESRELAY" queue -c "$CONF" 2>&1) && t_fail "sesrelay queue listed a spool that does not exist: $out"
+grep -q 'has not run in spool mode' <<<"$out" || t_fail "sesrelay queue before the first start: $out"
+[ ! -e "$SPOOL" ] || t_fail "sesrelay queue created $SPOOL"
+t_stop_fake
+t_start_relay
+out=$(swaks --server 127.0.0.1 --port "$RELAY_PORT" --timeout 20 --from a@example.com \
+	--to b@example.net 2>&1 || true)
+grep -q '^<-  250 .*queued as' <<<"$out" || t_fail "spool mode as nobody: not queued: $out"
+[ "$(stat -c %U "$SPOOL/queue")" = nobody ] || t_fail "the spool is owned by $(stat -c %U "$SPOOL/queue")"
+out=$("$SESRELAY" queue -c "$CONF" 2>&1) || t_fail "sesrelay queue as root on nobody's spool: $out"
+grep -q '^1 message in' <<<"$out" || t_fail "sesrelay queue does not list the deferred message: $out"
+[ "$(stat -c %U "$SPOOL/queue")" = nobody ] || t_fail "sesrelay queue changed the owner of the spool"
+t_start_fake --quiet
+out=$("$SESRELAY" flush -c "$CONF" 2>&1) || t_fail "sesrelay flush as root: $out"
+t_wait_queue_empty 20 || t_fail "not delivered after sesrelay flush"
+t_ok "spool as nobody: root lists it with sesrelay queue and flushes it"
+
+# flush signals only a sesrelayd: not whatever a stale pid file names
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+sleep 300 &
+SLEEP=$!
+T_PIDS+=("$SLEEP")
+echo "$SLEEP" >"$SPOOL/sesrelayd.pid"
+out=$("$SESRELAY" flush -c "$CONF" 2>&1) && t_fail "sesrelay flush signalled pid $SLEEP (sleep): $out"
+kill -0 "$SLEEP" 2>/dev/null || t_fail "sesrelay flush killed an unrelated process"
+grep -q 'not sesrelayd' <<<"$out" || t_fail "sesrelay flush with a stale pid file: $out"
+t_ok "sesrelay flush refuses a pid file that names another program"

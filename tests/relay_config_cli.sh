@@ -133,6 +133,13 @@ rc=0
 [ $rc = 2 ] && ! grep -qF "$PW_USE1" "$C/argv.out" ||
 	t_fail "sesrelay passwd took the secret from argv (exit $rc): $(cat "$C/argv.out")"
 t_ok "sesrelay passwd: empty stdin exits 2; never takes the secret from argv"
+for bad in "  $EXAMPLE_SECRET" "wJalrXUtnFEMI K7MDENG"; do
+	rc=0
+	printf '%s\n' "$bad" | "$SESRELAY" passwd >"$C/spaced.out" 2>&1 || rc=$?
+	[ $rc = 2 ] && grep -q 'secret access key alone' "$C/spaced.out" ||
+		t_fail "sesrelay passwd with blanks in the secret ('$bad') exited $rc: $(cat "$C/spaced.out")"
+done
+t_ok "sesrelay passwd: a secret with blanks in it is refused, not derived"
 
 # ---- temporary credentials are refused ----
 sed 's/^access_key_id = .*/access_key_id = ASIAIOSFODNN7EXAMPLE/' "$GOOD" >"$C/asia.conf"
