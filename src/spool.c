@@ -23,8 +23,10 @@
 #include "xmalloc.h"
 
 #define SPOOL_MAGIC "SESRELAY-SPOOL 1"
-/* An envelope header larger than this is corrupt. */
-#define ENVELOPE_MAX (64 * 1024)
+/* An envelope header larger than this is corrupt.  It must hold what
+ * the configuration allows: max_recipients (at most 100,000) "rcpt" lines
+ * of paths up to 256 bytes, about 26 MB. */
+#define ENVELOPE_MAX (32 * 1024 * 1024)
 
 /*
  * The journal (spool_dir/journal) makes commits durable with one
@@ -49,8 +51,11 @@
 #define DONE_NAME "journal.done"
 #define JOURNAL_MAGIC "J1"
 #define JOURNAL_HEADER_MAX 96
-/* Delivered messages' files kept for reuse, at most. */
-#define FREE_FILES_MAX 1024
+/* Delivered messages' files kept for reuse: at most this many, each at
+ * most FREE_FILE_SIZE_MAX (a larger message costs more to write than to
+ * create), so the pool holds at most 16 MB of disk. */
+#define FREE_FILES_MAX 256
+#define FREE_FILE_SIZE_MAX (64 * 1024)
 /* Past this offset the journal starts over after a checkpoint. */
 #define JOURNAL_WRAP (16 * 1024 * 1024)
 
@@ -875,6 +880,16 @@ spool_close(struct spool *sp)
 		if (journal_checkpoint(sp) != 0 || journal_clear(sp) != 0)
 			log_warn("spool: cannot checkpoint the journal; the "
 			    "next start will replay it");
+		else if (ftruncate(sp->journal_fd, 1) != 0)	/* just "\n" */
+			log_warn("spool: cannot truncate the journal");
+		/* a stopped relay holds no disk for files it may reuse */
+		for (size_t i = 0; i < sp->freefiles.n; i++) {
+			char path[4096];
+			path_join(path, sizeof(path), sp->dir, "tmp",
+			    sp->freefiles.v[i]);
+			unlink(path);
+		}
+		sp->freefiles.n = 0;
 		log_info("spool: commits=%llu batches=%llu fsyncs=%llu "
 		    "(%.2f fsyncs per message) checkpoints=%llu", sp->commits,
 		    sp->batches, sp->fsyncs, sp->commits > 0 ?
@@ -1229,7 +1244,9 @@ static int
 keep_file(struct spool *sp, const char *path)
 {
 	char name[SPOOL_ID_MAX], to[4096];
-	if (!sp->worker_running)
+	struct stat st;
+	if (!sp->worker_running || stat(path, &st) != 0 ||
+	    st.st_size > FREE_FILE_SIZE_MAX)
 		return -1;
 	pthread_mutex_lock(&sp->lock);
 	int room = sp->freefiles.n < FREE_FILES_MAX;
@@ -1266,12 +1283,23 @@ spool_move_failed(struct spool *sp, const char *id, const char *reason)
 	FILE *f = fopen(to, "we");
 	if (f == NULL)
 		return -1;
-	fprintf(f, "%s\n", reason);
-	fclose(f);
+	int wrote = fprintf(f, "%s\n", reason) >= 0;
+	if (fclose(f) != 0 || !wrote) {
+		int e = errno;
+		unlink(to);
+		errno = e;
+		return -1;
+	}
+	char reason_path[4096];
+	snprintf(reason_path, sizeof(reason_path), "%s", to);
 	path_join(from, sizeof(from), sp->dir, "queue", id);
 	path_join(to, sizeof(to), sp->dir, "failed", id);
-	if (rename(from, to) != 0)
+	if (rename(from, to) != 0) {
+		int e = errno;
+		unlink(reason_path);
+		errno = e;
 		return -1;
+	}
 	journal_done(sp, id);
 	snprintf(name, sizeof(name), "%s.state", id);
 	path_join(from, sizeof(from), sp->dir, "queue", name);
