@@ -434,6 +434,9 @@ main(int argc, char *argv[])
 		usage();
 
 	log_init("sesrelayd", 1, debug);
+	/* what we create (spool files, their state, the pid file) is ours
+	 * alone; unix listeners are opened up explicitly */
+	umask(077);
 	d.cfg = config_load(d.config_path, 1, err);
 	if (d.cfg == NULL) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
