@@ -297,6 +297,7 @@ int
 main(int argc, char *argv[])
 {
 	log_init("sesrelay", 1, 0);
+	no_core_dumps();	/* passwd and check hold secrets */
 	if (argc < 2)
 		usage();
 	argc--;

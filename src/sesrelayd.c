@@ -6,9 +6,11 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include "service.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #ifndef SYSCONFDIR
@@ -95,6 +98,90 @@ raise_fd_limit(const struct config *cfg)
 		    (unsigned long long)need, cfg->max_clients);
 }
 
+/* The TLS files the configuration names must load: checked by -n and
+ * before start-up goes on, so that a bad certificate is a bad
+ * configuration (exit 2) that names its key. */
+static int
+check_tls_files(const struct config *cfg, char *err, size_t errlen)
+{
+	char why[256];
+	SSL_CTX *ctx = tls_client_ctx_new(cfg->ca_file, why, sizeof(why));
+	if (ctx == NULL) {
+		snprintf(err, errlen, "%s: [ses] ca_file: %s", cfg->path, why);
+		return -1;
+	}
+	SSL_CTX_free(ctx);
+	if (cfg->tls_cert == NULL || cfg->tls_key == NULL)
+		return 0;
+	ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, why, sizeof(why));
+	if (ctx == NULL) {
+		snprintf(err, errlen, "%s: [relay] tls_cert, tls_key: %s",
+		    cfg->path, why);
+		return -1;
+	}
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+/*
+ * Detach as daemon(3) does, except that the parent stays until the child
+ * is ready and exits with the child's status: a start-up failure after
+ * the fork (the spool, the queue) is seen by whoever started us, its
+ * reason on their stderr, which the child keeps until then.  Returns the
+ * pipe for daemon_ready().
+ */
+static int
+daemonize(void)
+{
+	int p[2], st;
+	char c;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		fatal("pipe2");
+	if ((pid = fork()) < 0)
+		fatal("fork");
+	if (pid > 0) {
+		close(p[1]);
+		do
+			n = read(p[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1)
+			_exit(0);
+		if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+		    WEXITSTATUS(st) != 0)
+			_exit(WEXITSTATUS(st));
+		_exit(1);
+	}
+	close(p[0]);
+	if (setsid() < 0)
+		fatal("setsid");
+	if (chdir("/") != 0)
+		fatal("chdir /");
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+	    dup2(null, STDOUT_FILENO) < 0)
+		fatal("/dev/null");
+	close(null);
+	return p[1];
+}
+
+/* Start-up is over: log to syslog from now on, let go of the terminal,
+ * and let the parent exit 0. */
+static void
+daemon_ready(int fd, int debug)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	log_init("sesrelayd", 0, debug);
+	if (null < 0 || dup2(null, STDERR_FILENO) < 0)
+		fatal("/dev/null");
+	close(null);
+	if (write(fd, "R", 1) != 1)
+		log_warn("cannot tell the parent we are ready");
+	close(fd);
+}
+
 /* Running as root with a user to become: create the spool directory
  * for that user, so it can be opened after the drop. */
 static void
@@ -106,9 +193,9 @@ prepare_spool_dir(const struct config *cfg)
 		return;
 	if (mkdir(cfg->spool_dir, 0700) == 0) {
 		if (chown(cfg->spool_dir, pw->pw_uid, pw->pw_gid) != 0)
-			fatal("chown %s", cfg->spool_dir);
+			fatal("spool_dir: chown %s", cfg->spool_dir);
 	} else if (errno != EEXIST) {
-		fatal("mkdir %s", cfg->spool_dir);
+		fatal("spool_dir: cannot create %s", cfg->spool_dir);
 	}
 }
 
@@ -418,6 +505,7 @@ main(int argc, char *argv[])
 
 	memset(&d, 0, sizeof(d));
 	d.config_path = SYSCONFDIR "/sesrelay/sesrelay.conf";
+	no_core_dumps();	/* the derived password is in memory */
 	while ((ch = getopt(argc, argv, "c:dfnV")) != -1) {
 		switch (ch) {
 		case 'c': d.config_path = optarg; break;
@@ -432,6 +520,10 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
+	/* SIGHUP re-reads it after we have left the starting directory */
+	static char config_abs[PATH_MAX];
+	if (realpath(d.config_path, config_abs) != NULL)
+		d.config_path = config_abs;
 
 	log_init("sesrelayd", 1, debug);
 	/* what we create (spool files, their state, the pid file) is ours
@@ -440,6 +532,11 @@ main(int argc, char *argv[])
 	d.cfg = config_load(d.config_path, 1, err);
 	if (d.cfg == NULL) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
+		return 2;
+	}
+	if (check_tls_files(d.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		config_unref(d.cfg);
 		return 2;
 	}
 	if (check_only) {
@@ -492,10 +589,9 @@ main(int argc, char *argv[])
 	}
 	prepare_spool_dir(d.cfg);
 	drop_privileges(d.cfg);
+	int ready_fd = -1;
 	if (!foreground) {
-		if (daemon(0, 0) != 0)
-			fatal("daemon");
-		log_init("sesrelayd", 0, debug);
+		ready_fd = daemonize();
 		event_reinit(d.base);
 	}
 	if (d.cfg->mode == RELAY_MODE_SPOOL) {
@@ -521,6 +617,8 @@ main(int argc, char *argv[])
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
 
+	if (ready_fd >= 0)
+		daemon_ready(ready_fd, debug);
 	log_info("sesrelayd %s ready: mode %s, SES endpoint %s:%u, "
 	    "credentials: %s", PACKAGE_VERSION,
 	    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",

@@ -1,6 +1,8 @@
 /* xmalloc.c — see xmalloc.h. */
 #include "xmalloc.h"
 
+#include <sys/resource.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,4 +89,12 @@ wipe_free(char *s)
 		return;
 	wipe(s, strlen(s));
 	free(s);
+}
+
+void
+no_core_dumps(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	(void)setrlimit(RLIMIT_CORE, &rl);	/* lowering cannot fail */
 }

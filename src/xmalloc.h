@@ -23,5 +23,8 @@ int xasprintf(char **out, const char *fmt, ...)
 void wipe_free(char *s);
 /* Zero n bytes at p in a way the compiler cannot optimise away. */
 void wipe(void *p, size_t n);
+/* No core dumps for this process: the derived SMTP password lives in
+ * memory for as long as the process runs. */
+void no_core_dumps(void);
 
 #endif

@@ -97,6 +97,15 @@ broken duration timeout
 relay_line size 'max_message_size = 10Q'
 broken size max_message_size
 
+# TLS files that do not load: a bad configuration for -n as for a start
+printf 'not a certificate\n' >"$C/junk.pem"
+chmod 600 "$C/junk.pem"
+relay_line badcert "tls_cert = $C/junk.pem\ntls_key = $C/junk.pem"
+broken badcert 'tls_cert, tls_key'
+sed "s|^ca_file = .*|ca_file = $C/junk.pem|" "$GOOD" >"$C/badca.conf"
+broken badca 'ca_file: '
+! grep -q duplicate "$C/badca.stderr" || t_fail "badca: $(cat "$C/badca.stderr")"
+
 broken missing "$C/missing.conf"
 
 # ---- sesrelay passwd ----

@@ -131,3 +131,46 @@ for _ in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
 ! grep -qE 'ready:|delivery|queued|stopp' "$T_DIR/daemon.err" ||
 	t_fail "detached daemon logged on stderr: $(grep -E 'ready:|delivery|queued|stopp' "$T_DIR/daemon.err" | head -3)"
 t_ok "without -f: detaches, relays, logs nothing on stderr after start-up (syslog)"
+
+# detached with a relative -c: SIGHUP still finds the file (the daemon
+# has left for /); the new hostname shows in the next greeting
+(cd "$T_DIR" && "$SESRELAYD" -c sesrelay.conf 2>"$T_DIR/daemon.err") || t_fail "sesrelayd -c sesrelay.conf exited $?"
+t_wait_file "$SPOOL/sesrelayd.pid" 10 || t_fail "detached daemon wrote no pid file"
+DPID=$(cat "$SPOOL/sesrelayd.pid"); T_PIDS+=("$DPID")
+sed -i 's/^hostname = relay.test$/hostname = reloaded.test/' "$CONF"
+kill -HUP "$DPID"
+greeting=
+for _ in $(seq 50); do
+	greeting=$(timeout 5 $PY -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),5); print(s.recv(200).decode().strip())' "$RELAY_PORT" 2>/dev/null) || true
+	grep -q reloaded.test <<<"$greeting" && break
+	sleep 0.1
+done
+grep -q '^220 reloaded.test ' <<<"$greeting" || t_fail "relative -c: SIGHUP did not reload (greeting '$greeting')"
+kill -TERM "$DPID"
+for _ in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+t_ok "without -f and with a relative -c path: SIGHUP reloads the file"
+
+# a start-up failure after detaching (the spool is opened after the
+# fork): exit 1, its reason on stderr
+T_MODE=spool t_config
+mkdir -p "$T_DIR/open"
+chmod 777 "$T_DIR/open"
+sed -i "s|^spool_dir = .*|spool_dir = $T_DIR/open|" "$CONF"
+rc=0
+"$SESRELAYD" -c "$CONF" 2>"$T_DIR/daemon.err" || rc=$?
+[ $rc = 1 ] || t_fail "detached start with an unusable spool_dir exited $rc, expected 1"
+grep -q "spool_dir: $T_DIR/open is writable by others" "$T_DIR/daemon.err" ||
+	t_fail "detached start failure: the reason is not on stderr: $(cat "$T_DIR/daemon.err")"
+t_ok "without -f: a start-up failure after detaching exits 1 with its reason ($(cat "$T_DIR/daemon.err"))"
+
+# no core dumps: the derived password is in memory, even when the shell
+# that starts the daemon allows them
+T_MODE=passthrough t_config
+(ulimit -c unlimited; exec "$SESRELAYD" -f -c "$CONF" 2>>"$T_DIR/relay.log") &
+CPID=$!
+T_PIDS+=("$CPID")
+t_wait_port "$RELAY_PORT" || t_fail "sesrelayd did not start: $(tail -3 "$T_DIR/relay.log")"
+core=$(awk '/^Max core file size/ { print $5, $6 }' "/proc/$CPID/limits")
+[ "$core" = "0 0" ] || t_fail "sesrelayd may dump core (limits: $core)"
+stop_relay "$CPID" "$T_DIR/relay.log"
+t_ok "sesrelayd runs with core dumps off (RLIMIT_CORE 0 0)"
