@@ -32,7 +32,8 @@ usage(void)
 	    "usage: sesrelay passwd [--region REGION]   (secret on stdin)\n"
 	    "       sesrelay check [-c file]\n"
 	    "       sesrelay queue [-c file]\n"
-	    "       sesrelay flush [-c file]\n");
+	    "       sesrelay flush [-c file]\n"
+	    "       sesrelay -V\n");
 	exit(2);
 }
 
