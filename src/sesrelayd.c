@@ -377,24 +377,13 @@ str_differ(const char *a, const char *b)
 	return strcmp(a, b) != 0;
 }
 
-static int
-listen_differs(const struct config *a, const struct config *b)
-{
-	if (a->nlisten != b->nlisten)
-		return 1;
-	for (size_t i = 0; i < a->nlisten; i++)
-		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
-			return 1;
-	return 0;
-}
-
 /*
  * What a reload cannot change in a running daemon.  The mode and the
  * spool directory decide where accepted mail is: changing them under
  * sessions and queued mail would lose track of it, so such a reload is
- * refused (-1, reason in err).  Listeners, the metrics address and the
- * user are set up once, before privileges are dropped: a change is
- * logged and applies at the next start.
+ * refused (-1, reason in err).  The metrics address and the user are set
+ * up once, before privileges are dropped: a change is logged and applies
+ * at the next start.  Listeners follow the new configuration.
  */
 static int
 reload_compatible(const struct config *old, const struct config *new,
@@ -411,9 +400,6 @@ reload_compatible(const struct config *old, const struct config *new,
 		    "spool directory needs a restart", new->path);
 		return -1;
 	}
-	if (listen_differs(old, new))
-		log_warnx("reload: [relay] listen changed; it applies at the "
-		    "next start");
 	if (str_differ(old->metrics_listen, new->metrics_listen))
 		log_warnx("reload: [relay] metrics_listen changed; it applies "
 		    "at the next start");
@@ -448,6 +434,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	smtp_server_set_config(d->server, cfg);
+	smtp_server_update_listeners(d->server, cfg);
 	if (d->queue != NULL)
 		queue_set_config(d->queue, cfg);
 	log_set_format(cfg->log_format);

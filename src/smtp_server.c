@@ -86,6 +86,10 @@ struct listener {
 	struct evconnlistener *evl;
 	char *text;
 	char *unix_path;
+	/* what it was opened for, to match against a reloaded config;
+	 * spec.text and spec.unix_path are not used (see above) */
+	struct listen_spec spec;
+	int adopted;			/* passed by the service manager */
 };
 
 struct session;
@@ -1531,12 +1535,18 @@ open_socket(const struct listen_spec *ls, char *err, size_t errlen)
 
 static void
 add_listener(struct smtp_server *srv, int fd, const char *text,
-    const char *unix_path)
+    const struct listen_spec *ls)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	evutil_make_socket_nonblocking(fd);
 	l->text = xstrdup(text);
-	l->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
+	if (ls != NULL) {
+		l->spec = *ls;
+		l->spec.text = l->spec.unix_path = NULL;
+		l->unix_path = ls->is_unix ? xstrdup(ls->unix_path) : NULL;
+	} else {
+		l->adopted = 1;
+	}
 	l->evl = evconnlistener_new(srv->base, accept_cb, srv,
 	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (l->evl == NULL)
@@ -1576,8 +1586,7 @@ smtp_server_listen(struct smtp_server *srv, char *err, size_t errlen)
 		int fd = open_socket(ls, err, errlen);
 		if (fd < 0)
 			return -1;
-		add_listener(srv, fd, ls->text,
-		    ls->is_unix ? ls->unix_path : NULL);
+		add_listener(srv, fd, ls->text, ls);
 	}
 	return 0;
 }
@@ -1586,6 +1595,68 @@ void
 smtp_server_adopt_listener(struct smtp_server *srv, int fd, const char *text)
 {
 	add_listener(srv, fd, text, NULL);
+}
+
+static int
+same_listen(const struct listener *l, const struct listen_spec *ls)
+{
+	if (l->adopted || l->spec.is_unix != ls->is_unix)
+		return 0;
+	if (ls->is_unix)
+		return strcmp(l->unix_path, ls->unix_path) == 0;
+	return l->spec.addrlen == ls->addrlen &&
+	    memcmp(&l->spec.addr, &ls->addr, ls->addrlen) == 0;
+}
+
+static void
+free_listener(struct smtp_server *srv, struct listener *l)
+{
+	TAILQ_REMOVE(&srv->listeners, l, entry);
+	evconnlistener_free(l->evl);
+	if (l->unix_path != NULL)
+		unlink(l->unix_path);
+	free(l->unix_path);
+	free(l->text);
+	free(l);
+}
+
+void
+smtp_server_update_listeners(struct smtp_server *srv,
+    const struct config *cfg)
+{
+	struct listener *l, *tmp;
+	char err[256];
+
+	TAILQ_FOREACH(l, &srv->listeners, entry)
+		if (l->adopted) {
+			/* the service manager's sockets are its business */
+			return;
+		}
+	TAILQ_FOREACH_SAFE(l, &srv->listeners, entry, tmp) {
+		size_t i;
+		for (i = 0; i < cfg->nlisten; i++)
+			if (same_listen(l, &cfg->listen[i]))
+				break;
+		if (i == cfg->nlisten) {
+			log_info("reload: no longer listening on %s", l->text);
+			free_listener(srv, l);
+		}
+	}
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		const struct listen_spec *ls = &cfg->listen[i];
+		TAILQ_FOREACH(l, &srv->listeners, entry)
+			if (same_listen(l, ls))
+				break;
+		if (l != NULL)
+			continue;
+		/* after the privilege drop a port below 1024 needs
+		 * CAP_NET_BIND_SERVICE (the systemd unit keeps it) */
+		int fd = open_socket(ls, err, sizeof(err));
+		if (fd < 0)
+			log_warnx("reload: %s; not listening there", err);
+		else
+			add_listener(srv, fd, ls->text, ls);
+	}
 }
 
 void
@@ -1636,15 +1707,8 @@ static void
 close_listeners(struct smtp_server *srv)
 {
 	struct listener *l;
-	while ((l = TAILQ_FIRST(&srv->listeners)) != NULL) {
-		TAILQ_REMOVE(&srv->listeners, l, entry);
-		evconnlistener_free(l->evl);
-		if (l->unix_path != NULL)
-			unlink(l->unix_path);
-		free(l->unix_path);
-		free(l->text);
-		free(l);
-	}
+	while ((l = TAILQ_FIRST(&srv->listeners)) != NULL)
+		free_listener(srv, l);
 }
 
 static void

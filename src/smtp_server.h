@@ -36,6 +36,12 @@ void smtp_server_adopt_listener(struct smtp_server *srv, int fd,
     const char *text);
 /* New sessions use cfg from now on. */
 void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
+/* Reload: stop listening where cfg->listen no longer says, start where it
+ * newly does (an address that cannot be bound is logged and skipped);
+ * sessions on a closed listener go on.  Sockets passed by the service
+ * manager are left alone. */
+void smtp_server_update_listeners(struct smtp_server *srv,
+    const struct config *cfg);
 /* Stop accepting; idle sessions get 421 now, busy ones after their
  * transaction.  drained is called once no session is left. */
 void smtp_server_shutdown(struct smtp_server *srv, void (*drained)(void *),

@@ -6,7 +6,7 @@
 # file others can read, or a change of mode is refused with a logged
 # reason naming the key, and the running configuration keeps relaying;
 # the systemd credentials directory ($CREDENTIALS_DIRECTORY) is re-read
-# too.
+# too; listeners are moved, added and removed as `listen` says.
 set -euo pipefail
 . "$TESTS_DIR/lib.sh"
 command -v swaks >/dev/null || { echo "SKIP: swaks not installed"; exit 77; }
@@ -107,6 +107,40 @@ t_wait_queue_empty 10 || t_fail "not relaying after the refused mode change"
 cp "$CONF.good" "$CONF"
 reload ok
 t_ok "a change of mode: refused until restart; still spooling"
+
+# --- listeners follow the configuration: one moved, one added, one that
+# cannot be bound is logged and skipped
+greets() {	# greets ADDR: 0 if an SMTP server greets there (unix:PATH or PORT)
+	$PY - "$1" <<'PY'
+import socket, sys
+a = sys.argv[1]
+if a.startswith("unix:"):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(a[5:])
+else:
+    s = socket.create_connection(("127.0.0.1", int(a)), 5)
+sys.exit(0 if s.recv(100).startswith(b"220 ") else 1)
+PY
+}
+PY=/usr/bin/python3
+OLD_PORT=$RELAY_PORT
+NEW_PORT=$(t_free_port)
+sed -i "s|^listen = .*|listen = 127.0.0.1:$NEW_PORT unix:$T_DIR/relay.sock|" "$CONF"
+reload ok
+greets "$NEW_PORT" || t_fail "reload: not listening on the new port $NEW_PORT"
+greets "unix:$T_DIR/relay.sock" || t_fail "reload: not listening on the new unix socket"
+! greets "$OLD_PORT" 2>/dev/null || t_fail "reload: still listening on the old port $OLD_PORT"
+RELAY_PORT=$NEW_PORT queued moved@example.net
+t_wait_queue_empty 10 || t_fail "mail through the new listener not delivered"
+sed -i "s|^listen = .*|listen = 127.0.0.1:$NEW_PORT 127.0.0.1:$FAKE_PORT|" "$CONF"
+reload ok
+grep -q "reload: listen 127.0.0.1:$FAKE_PORT: bind: Address already in use; not listening there" "$LOG" ||
+	t_fail "a listen address in use is not logged: $(tail -3 "$LOG")"
+[ ! -e "$T_DIR/relay.sock" ] || t_fail "the unix socket left behind after its listener was removed"
+greets "$NEW_PORT" || t_fail "the listener kept across the reload stopped"
+sed -i "s|^listen = .*|listen = 127.0.0.1:$OLD_PORT|" "$CONF"
+reload ok
+greets "$OLD_PORT" || t_fail "reload: not listening on $OLD_PORT again"
+t_ok "SIGHUP moves, adds and removes listeners; an address in use is logged and skipped"
 
 ! grep -qE 'Sanitizer|runtime error' "$LOG" || t_fail "sanitizer report in the log"
 kill -TERM "$RELAY_PID"; wait "$RELAY_PID" || t_fail "sesrelayd exited non-zero"
