@@ -27,6 +27,10 @@
  *		1 ms apart: replies arrive in as many pieces as possible
  * P is the greeting (GREETING), a command verb (EHLO, STARTTLS, AUTH,
  * MAIL, RCPT, DATA, RSET, QUIT, ...), BODY or DOT (the end of the message).
+ * Per-recipient refusals (SES itself refuses at the final dot; these are
+ * for the relay's per-recipient bookkeeping): --refuse-rcpt CODE:PREFIX
+ * answers RCPT TO:<PREFIX...> with "CODE c.0.0 ... (fake)", e.g. 451 or
+ * 550, every time; up to 8 of them, the first matching prefix wins.
  *
  * The fake deliberately shares no protocol code with the relay (its own
  * command parser, base64, password derivation and DATA reader) so that a bug
@@ -81,6 +85,7 @@
 #define LINE_MAX_SMTP	1000		/* octets including CRLF */
 #define MAX_RCPT	50
 #define MAX_LISTEN	8
+#define MAX_REFUSE	8		/* --refuse-rcpt options */
 #define OUTBUF_MAX	(64 * 1024)	/* stop reading while replies pile up */
 #define MSGBUF_KEEP	(1024 * 1024)	/* larger buffers are freed after use */
 #define LINGER_SECS	2		/* drain input this long after a last reply */
@@ -186,6 +191,11 @@ static struct {
 	enum fault		 fault;
 	char			 fault_at[16];		/* GREETING, MAIL, BODY, DOT, ... */
 	size_t			 huge_size;
+	struct {
+		unsigned	 code;			/* 400..599 */
+		const char	*prefix;
+	}			 refuse[MAX_REFUSE];	/* --refuse-rcpt */
+	int			 nrefuse;
 } conf = {
 	.huge_size = 2 * 1024 * 1024,
 	.region = "us-east-1",
@@ -1090,6 +1100,17 @@ cmd_rcpt(struct session *s, char *arg)
 		reply(s, R_TOO_MANY);
 		return;
 	}
+	for (int i = 0; i < conf.nrefuse; i++) {
+		if (strncasecmp(addr, conf.refuse[i].prefix,
+		    strlen(conf.refuse[i].prefix)) != 0)
+			continue;
+		logx("session=%lu rcpt=<%s> reply=%u (--refuse-rcpt)", s->id,
+		    addr, conf.refuse[i].code);
+		reply(s, "%u %u.0.0 Recipient <%s> refused (fake)",
+		    conf.refuse[i].code, conf.refuse[i].code / 100, addr);
+		free(addr);
+		return;
+	}
 	s->rcpt[s->nrcpt++] = addr;
 	reply(s, "250 Ok");
 }
@@ -1651,7 +1672,8 @@ usage(void)
 	    "           [--implicit-tls] [--maildir DIR] [--throttle-every N]\n"
 	    "           [--drop-every N] [--session-max N] [--idle-timeout SECS]\n"
 	    "           [--max-size BYTES] [--pidfile F] [--portfile F] [--quiet]\n"
-	    "           [--fault KIND[:POINT]] [--huge-size BYTES]\n");
+	    "           [--fault KIND[:POINT]] [--huge-size BYTES]\n"
+	    "           [--refuse-rcpt CODE:PREFIX]...\n");
 	exit(2);
 }
 
@@ -1693,6 +1715,24 @@ parse_listen(const char *arg)
 	freeaddrinfo(res);
 }
 
+/* --refuse-rcpt CODE:PREFIX; see the comment at the top. */
+static void
+parse_refuse(char *arg)
+{
+	char *colon = strchr(arg, ':');
+	if (conf.nrefuse == MAX_REFUSE)
+		die(2, "too many --refuse-rcpt");
+	if (colon == NULL || colon[1] == '\0')
+		die(2, "--refuse-rcpt: not CODE:PREFIX: %s", arg);
+	*colon = '\0';
+	unsigned long long code = number("refuse-rcpt", arg);
+	if (code < 400 || code > 599)
+		die(2, "--refuse-rcpt: not a 4xx or 5xx code: %s", arg);
+	conf.refuse[conf.nrefuse].code = (unsigned)code;
+	conf.refuse[conf.nrefuse].prefix = colon + 1;
+	conf.nrefuse++;
+}
+
 /* --fault KIND[:POINT]; see the comment at the top. */
 static void
 parse_fault(const char *arg)
@@ -1732,7 +1772,7 @@ parse_args(int argc, char **argv)
 	enum { O_LISTEN = 256, O_IMPLICIT, O_CERT, O_KEY, O_USER, O_SECRET,
 	    O_SECRET_FILE, O_REGION, O_PASSWORD, O_MAILDIR, O_THROTTLE,
 	    O_DROP, O_SESSION_MAX, O_IDLE, O_MAX_SIZE, O_PIDFILE, O_PORTFILE,
-	    O_QUIET, O_FAULT, O_HUGE_SIZE, O_HELP };
+	    O_QUIET, O_FAULT, O_HUGE_SIZE, O_REFUSE, O_HELP };
 	static const struct option opts[] = {
 		{ "listen",		required_argument,	NULL, O_LISTEN },
 		{ "implicit-tls",	no_argument,		NULL, O_IMPLICIT },
@@ -1754,6 +1794,7 @@ parse_args(int argc, char **argv)
 		{ "quiet",		no_argument,		NULL, O_QUIET },
 		{ "fault",		required_argument,	NULL, O_FAULT },
 		{ "huge-size",		required_argument,	NULL, O_HUGE_SIZE },
+		{ "refuse-rcpt",	required_argument,	NULL, O_REFUSE },
 		{ "help",		no_argument,		NULL, O_HELP },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1797,6 +1838,7 @@ parse_args(int argc, char **argv)
 		case O_PORTFILE:	conf.portfile = optarg; break;
 		case O_QUIET:		conf.quiet = 1; break;
 		case O_FAULT:		parse_fault(optarg); break;
+		case O_REFUSE:		parse_refuse(optarg); break;
 		case O_HUGE_SIZE:
 			conf.huge_size = number("huge-size", optarg);
 			if (conf.huge_size < 8 || conf.huge_size > (1ULL << 30))
