@@ -34,8 +34,11 @@ struct qentry {
 	struct spool_envelope *env;
 	struct event *timer;
 	int ready;
-	unsigned jobs_out;		/* transactions of this attempt */
-	struct timespec attempt_start;
+	/* An attempt is under way: from begin_attempt to attempt_done.  All
+	 * its transactions may be done while it waits for max_send_rate or
+	 * the in-flight cap to send the next one. */
+	int attempting;
+	unsigned jobs_out;		/* transactions of this attempt in flight */
 };
 
 /* One upstream transaction of an attempt: which recipients it carries. */
@@ -84,7 +87,7 @@ count_state(const struct spool_envelope *env, int state)
 static void
 make_ready(struct qentry *e)
 {
-	if (e->ready || e->jobs_out > 0)
+	if (e->ready || e->attempting)
 		return;
 	evtimer_del(e->timer);
 	TAILQ_INSERT_TAIL(&e->q->ready, e, ready_entry);
@@ -165,6 +168,9 @@ finish(struct qentry *e)
 	struct spool_envelope *env = e->env;
 	size_t failed = count_state(env, SPOOL_RCPT_FAILED);
 
+	if (failed + count_state(env, SPOOL_RCPT_DONE) != env->nrcpts)
+		fatalx("queue id=%s: finished with recipients neither done nor "
+		    "failed", env->id);
 	if (failed == 0) {
 		spool_remove(q->spool, env->id);
 		entry_free(e);
@@ -259,6 +265,32 @@ backoff(const struct config *cfg, unsigned attempts)
 	return d < 1 ? 1 : (unsigned)d;
 }
 
+/* Past lifetime: what is still pending fails.  1 if e has expired. */
+static int
+expire(struct qentry *e, time_t now)
+{
+	struct queue *q = e->q;
+	struct spool_envelope *env = e->env;
+
+	if ((unsigned long long)(now - env->created) < q->cfg->lifetime)
+		return 0;
+	char why[RELAY_TEXT_MAX + 64];
+	snprintf(why, sizeof(why), "lifetime expired; last error: %s",
+	    env->last_error != NULL ? env->last_error : "none");
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
+			continue;
+		env->rcpt_state[i] = SPOOL_RCPT_FAILED;
+		free(env->rcpt_error[i]);
+		env->rcpt_error[i] = xstrdup(why);
+	}
+	log_info("expired id=%s from=<%s> age=%llds", env->id, env->sender,
+	    (long long)(now - env->created));
+	return 1;
+}
+
+/* The last transaction of the attempt is done: what SES deferred is
+ * pending again, and retried after a backoff unless it is too old. */
 static void
 attempt_done(struct qentry *e)
 {
@@ -266,10 +298,11 @@ attempt_done(struct qentry *e)
 	struct spool_envelope *env = e->env;
 	time_t now = time(NULL);
 
+	e->attempting = 0;
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (env->rcpt_state[i] == RCPT_DEFERRED)
 			env->rcpt_state[i] = SPOOL_RCPT_PENDING;
-	if (count_state(env, SPOOL_RCPT_PENDING) == 0) {
+	if (count_state(env, SPOOL_RCPT_PENDING) == 0 || expire(e, now)) {
 		finish(e);
 		return;
 	}
@@ -362,33 +395,21 @@ chunk_done(const struct relay_result *res, void *arg)
 	dispatch(q);
 }
 
-/* Before the first transaction of an attempt: fail what is too old.
- * 0 if the attempt may go on, -1 if the entry is gone (finished). */
+/* Before the first transaction of an attempt (only then: the lifetime
+ * never cuts an attempt short, whose deferred recipients are neither
+ * pending nor failed yet): fail what is too old.  0 if the attempt may
+ * go on, -1 if the entry is gone (finished). */
 static int
 begin_attempt(struct qentry *e)
 {
-	struct queue *q = e->q;
-	struct spool_envelope *env = e->env;
-	time_t now = time(NULL);
-
-	if ((unsigned long long)(now - env->created) < q->cfg->lifetime)
-		return 0;
-	char why[RELAY_TEXT_MAX + 64];
-	snprintf(why, sizeof(why), "lifetime expired; last error: %s",
-	    env->last_error != NULL ? env->last_error : "none");
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
-			continue;
-		env->rcpt_state[i] = SPOOL_RCPT_FAILED;
-		free(env->rcpt_error[i]);
-		env->rcpt_error[i] = xstrdup(why);
+	if (expire(e, time(NULL))) {
+		TAILQ_REMOVE(&e->q->ready, e, ready_entry);
+		e->ready = 0;
+		finish(e);
+		return -1;
 	}
-	log_info("expired id=%s from=<%s> age=%llds", env->id, env->sender,
-	    (long long)(now - env->created));
-	TAILQ_REMOVE(&q->ready, e, ready_entry);
-	e->ready = 0;
-	finish(e);
-	return -1;
+	e->attempting = 1;
+	return 0;
 }
 
 /* Recipients of e waiting for a transaction, at most RELAY_MAX_RCPTS. */
@@ -430,8 +451,6 @@ send_chunk(struct qentry *e, size_t n)
 	}
 	msg->eightbit = 1;
 	msg->all_or_nothing = 0;
-	if (e->jobs_out == 0)
-		clock_gettime(CLOCK_MONOTONIC, &e->attempt_start);
 	q->tokens -= (double)c->n;
 	q->inflight++;
 	e->jobs_out++;
@@ -487,7 +506,7 @@ dispatch(struct queue *q)
 
 	while (!q->shutting_down && q->inflight < cap &&
 	    (e = TAILQ_FIRST(&q->ready)) != NULL) {
-		if (e->jobs_out == 0 && begin_attempt(e) != 0)
+		if (!e->attempting && begin_attempt(e) != 0)
 			continue;
 		size_t n = next_chunk_size(e);
 		if (n == 0) {	/* nothing left to send in this attempt */
@@ -574,7 +593,7 @@ queue_flush(struct queue *q)
 	struct qentry *e;
 	size_t n = 0;
 	TAILQ_FOREACH(e, &q->all, entry) {
-		if (!e->ready && e->jobs_out == 0) {
+		if (!e->ready && !e->attempting) {
 			e->env->next_try = 0;
 			make_ready(e);
 			n++;

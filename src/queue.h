@@ -7,9 +7,12 @@
  * upstream transactions of at most RELAY_MAX_RCPTS; a recipient SES
  * accepts is done, one it refuses (5xx) has failed, and the others
  * (4xx, throttling, network or TLS trouble) are retried after a backoff
- * that doubles from retry_min to retry_max, with jitter.  After lifetime,
- * what is still pending fails.  Failed recipients are reported to the
- * envelope sender with a DSN (bounce = dsn) or kept in failed/ (none).
+ * that doubles from retry_min to retry_max, with jitter.  A message older
+ * than lifetime when an attempt begins or ends fails what is still
+ * pending; an attempt under way is never cut short, so every recipient
+ * ends delivered, failed or still queued.  Failed recipients are
+ * reported to the envelope sender with a DSN (bounce = dsn) or kept in
+ * failed/ (none).
  * max_send_rate paces transactions by recipients per second.
  */
 #ifndef SESRELAY_QUEUE_H
