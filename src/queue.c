@@ -141,23 +141,120 @@ entry_free(struct qentry *e)
 
 /* ---- the end of a message ---- */
 
+/* The failed recipients of env and their reasons, on one line. */
+static void
+failure_reason(const struct spool_envelope *env, char *reason, size_t len)
+{
+	size_t o = 0;
+	reason[0] = '\0';
+	for (size_t i = 0; i < env->nrcpts && o + 1 < len; i++) {
+		if (env->rcpt_state[i] != SPOOL_RCPT_FAILED)
+			continue;
+		int n = snprintf(reason + o, len - o, "%s<%s>: %s",
+		    o > 0 ? "; " : "", env->rcpts[i],
+		    env->rcpt_error[i] != NULL ? env->rcpt_error[i] : "failed");
+		if (n < 0)
+			break;
+		o += (size_t)n;
+		if (o >= len)
+			o = len - 1;
+	}
+}
+
+/* No DSN for id: keep it in failed/ with the reason. */
+static void
+keep_failed(struct queue *q, const char *id, const char *sender,
+    size_t failed, const char *why_not, const char *reason)
+{
+	log_info("failed id=%s from=<%s> failed=%zu kept in failed/ "
+	    "(no DSN: %s) reason=\"%s\"", id, sender, failed, why_not, reason);
+	if (spool_move_failed(q->spool, id, reason) != 0)
+		log_warn("failed id=%s: cannot move to failed/", id);
+}
+
+/* A DSN on its way to disk; the original stays in queue/ until then. */
 struct bounce_commit {
 	struct queue *q;
 	struct spool_envelope *dsn;
+	char orig_id[SPOOL_ID_MAX];
+	size_t failed;
+	char *reason;
 };
 
 static void
 bounce_committed(int error, void *arg)
 {
 	struct bounce_commit *bc = arg;
+	struct queue *q = bc->q;
+
 	if (error != 0) {
-		log_warnx("bounce id=%s: cannot spool the DSN: %s; the "
-		    "original stays in failed/", bc->dsn->id, strerror(error));
+		log_warnx("bounce id=%s dsn_id=%s: cannot spool the DSN: %s",
+		    bc->orig_id, bc->dsn->id, strerror(error));
+		keep_failed(q, bc->orig_id, bc->dsn->rcpts[0], bc->failed,
+		    "the DSN could not be spooled", bc->reason);
 		spool_envelope_free(bc->dsn);
 	} else {
-		queue_add(bc->q, bc->dsn);
+		/* the DSN is durable: only now may the original go */
+		spool_remove(q->spool, bc->orig_id);
+		queue_add(q, bc->dsn);
 	}
+	free(bc->reason);
 	free(bc);
+}
+
+/* Start spooling a DSN about env's failed recipients; bounce_committed
+ * removes env (or keeps it in failed/).  NULL if under way, else why no
+ * DSN will come (env stays where it is). */
+static const char *
+bounce_start(struct queue *q, const struct spool_envelope *env,
+    size_t failed, const char *reason)
+{
+	if (q->cfg->bounce == BOUNCE_NONE)
+		return "bounce = none";
+	if (env->null_path || env->is_bounce)
+		return "the message was itself a bounce";
+	if (q->cfg->null_sender == NULL)
+		return "null_sender is not set (SES refuses <>)";
+
+	struct evbuffer *orig = evbuffer_new();
+	if (spool_read_message(q->spool, env->id, orig) != 0) {
+		evbuffer_free(orig);
+		return "the message could not be read back";
+	}
+	struct spool_envelope *dsn = xcalloc(1, sizeof(*dsn));
+	struct evbuffer *msg = evbuffer_new();
+	spool_new_id(q->spool, dsn->id);
+	dsn->created = time(NULL);
+	dsn->sender = xstrdup(q->cfg->null_sender);
+	dsn->is_bounce = 1;
+	dsn->nrcpts = 1;
+	dsn->rcpts = xcalloc(1, sizeof(*dsn->rcpts));
+	dsn->rcpts[0] = xstrdup(env->sender);
+	dsn->rcpt_state = xcalloc(1, 1);
+	dsn->rcpt_error = xcalloc(1, sizeof(*dsn->rcpt_error));
+	bounce_build(q->cfg, env, dsn->id, orig, msg);
+	evbuffer_free(orig);
+	dsn->size = evbuffer_get_length(msg);
+
+	struct bounce_commit *bc = xcalloc(1, sizeof(*bc));
+	bc->q = q;
+	bc->dsn = dsn;
+	snprintf(bc->orig_id, sizeof(bc->orig_id), "%s", env->id);
+	bc->failed = failed;
+	bc->reason = xstrdup(reason);
+	if (spool_commit(q->spool, dsn, msg, bounce_committed, bc) == NULL) {
+		log_warn("bounce id=%s: cannot spool the DSN", env->id);
+		evbuffer_free(msg);
+		spool_envelope_free(dsn);
+		free(bc->reason);
+		free(bc);
+		return "the DSN could not be written";
+	}
+	evbuffer_free(msg);
+	q->counters.bounces++;
+	log_info("bounce id=%s to=<%s> dsn_id=%s failed=%zu reason=\"%s\"",
+	    env->id, env->sender, dsn->id, failed, reason);
+	return NULL;
 }
 
 /* Every recipient is done or failed: report the failures, clean up. */
@@ -173,78 +270,13 @@ finish(struct qentry *e)
 		    "failed", env->id);
 	if (failed == 0) {
 		spool_remove(q->spool, env->id);
-		entry_free(e);
-		return;
-	}
-	char reason[1024];
-	size_t o = 0;
-	for (size_t i = 0; i < env->nrcpts && o + 1 < sizeof(reason); i++) {
-		if (env->rcpt_state[i] != SPOOL_RCPT_FAILED)
-			continue;
-		int n = snprintf(reason + o, sizeof(reason) - o, "%s<%s>: %s",
-		    o > 0 ? "; " : "", env->rcpts[i],
-		    env->rcpt_error[i] != NULL ? env->rcpt_error[i] : "failed");
-		if (n < 0)
-			break;
-		o += (size_t)n;
-		if (o >= sizeof(reason))
-			o = sizeof(reason) - 1;
-	}
-
-	const char *why_not = NULL;
-	if (q->cfg->bounce == BOUNCE_NONE)
-		why_not = "bounce = none";
-	else if (env->null_path || env->is_bounce)
-		why_not = "the message was itself a bounce";
-	else if (q->cfg->null_sender == NULL)
-		why_not = "null_sender is not set (SES refuses <>)";
-
-	struct evbuffer *orig = evbuffer_new();
-	if (why_not == NULL &&
-	    spool_read_message(q->spool, env->id, orig) == 0) {
-		struct spool_envelope *dsn = xcalloc(1, sizeof(*dsn));
-		struct evbuffer *msg = evbuffer_new();
-		spool_new_id(q->spool, dsn->id);
-		dsn->created = time(NULL);
-		dsn->sender = xstrdup(q->cfg->null_sender);
-		dsn->is_bounce = 1;
-		dsn->nrcpts = 1;
-		dsn->rcpts = xcalloc(1, sizeof(*dsn->rcpts));
-		dsn->rcpts[0] = xstrdup(env->sender);
-		dsn->rcpt_state = xcalloc(1, 1);
-		dsn->rcpt_error = xcalloc(1, sizeof(*dsn->rcpt_error));
-		bounce_build(q->cfg, env, dsn->id, orig, msg);
-		dsn->size = evbuffer_get_length(msg);
-		struct bounce_commit *bc = xcalloc(1, sizeof(*bc));
-		bc->q = q;
-		bc->dsn = dsn;
-		if (spool_commit(q->spool, dsn, msg, bounce_committed, bc) ==
-		    NULL) {
-			log_warn("bounce id=%s: cannot spool the DSN", env->id);
-			spool_envelope_free(dsn);
-			free(bc);
-			why_not = "the DSN could not be written";
-		} else {
-			q->counters.bounces++;
-			log_info("bounce id=%s to=<%s> dsn_id=%s failed=%zu "
-			    "reason=\"%s\"", env->id, env->sender, dsn->id,
-			    failed, reason);
-		}
-		evbuffer_free(msg);
-	} else if (why_not == NULL) {
-		why_not = "the message could not be read back";
-	}
-	evbuffer_free(orig);
-
-	if (why_not != NULL) {
-		log_info("failed id=%s from=<%s> failed=%zu kept in failed/ "
-		    "(no DSN: %s) reason=\"%s\"", env->id, env->sender, failed,
-		    why_not, reason);
-		if (spool_move_failed(q->spool, env->id, reason) != 0)
-			log_warn("failed id=%s: cannot move to failed/",
-			    env->id);
 	} else {
-		spool_remove(q->spool, env->id);
+		char reason[1024];
+		failure_reason(env, reason, sizeof(reason));
+		const char *why_not = bounce_start(q, env, failed, reason);
+		if (why_not != NULL)
+			keep_failed(q, env->id, env->sender, failed, why_not,
+			    reason);
 	}
 	entry_free(e);
 }

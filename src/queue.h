@@ -12,7 +12,8 @@
  * pending; an attempt under way is never cut short, so every recipient
  * ends delivered, failed or still queued.  Failed recipients are
  * reported to the envelope sender with a DSN (bounce = dsn) or kept in
- * failed/ (none).
+ * failed/ (none); the message leaves queue/ only once its DSN is durable,
+ * and goes to failed/ if the DSN cannot be spooled.
  * max_send_rate paces transactions by recipients per second.
  */
 #ifndef SESRELAY_QUEUE_H
