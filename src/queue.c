@@ -647,8 +647,10 @@ queue_shutdown(struct queue *q, void (*drained)(void *), void *arg)
 {
 	q->shutting_down = 1;
 	evtimer_del(q->pace_ev);
+	q->drained = NULL;
 	if (q->inflight == 0) {
-		drained(arg);
+		if (drained != NULL)
+			drained(arg);
 		return;
 	}
 	q->drained = drained;

@@ -41,8 +41,13 @@ void queue_add(struct queue *q, struct spool_envelope *env);
 /* Retry everything now (sesrelay flush, SIGUSR1). */
 void queue_flush(struct queue *q);
 void queue_set_config(struct queue *q, struct config *cfg);
-/* Start nothing new; drained is called once no delivery is in flight. */
+/* Start nothing new; drained (may be NULL) is called once no delivery is
+ * in flight.  A second call replaces the first one's drained: at exit,
+ * queue_shutdown(q, NULL, NULL) before relay_pool_free, which fails the
+ * jobs still in flight (their results still reach q and its spool). */
 void queue_shutdown(struct queue *q, void (*drained)(void *), void *arg);
+/* After relay_pool_free and spool_close (whose last commits may still
+ * queue_add). */
 void queue_free(struct queue *q);
 
 struct queue_stats {

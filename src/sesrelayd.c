@@ -630,11 +630,20 @@ main(int argc, char *argv[])
 		event_free(d.status_ev);
 	/* before the pool: it may have a probe there */
 	metrics_free(d.metrics);
-	/* in this order: commits finishing now still reach the queue, and
-	 * jobs the pool fails still reach their queue entries */
-	spool_close(d.spool);
+	/*
+	 * In this order.  The queue starts nothing more (also after a second
+	 * signal or the deadline, which may come before it was asked to
+	 * drain).  Client sessions go; their commits under way go on
+	 * without them.  The pool fails the jobs still in flight: they end
+	 * their attempts in the queue, which saves the progress in the
+	 * spool.  The spool finishes its commits, which still reach the
+	 * queue.  Then the queue goes.
+	 */
+	if (d.queue != NULL)
+		queue_shutdown(d.queue, NULL, NULL);
 	smtp_server_free(d.server);
 	relay_pool_free(d.pool);
+	spool_close(d.spool);
 	queue_free(d.queue);
 	if (d.pidfile != NULL) {
 		unlink(d.pidfile);

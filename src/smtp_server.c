@@ -165,9 +165,11 @@ struct session {
 };
 
 /* A message on its way to disk.  It outlives its session if the client
- * hangs up: a message that became durable is queued all the same. */
+ * hangs up, and the server at exit (the spool finishes its commits after
+ * smtp_server_free): a message that became durable is queued all the
+ * same. */
 struct pending_commit {
-	struct smtp_server *srv;
+	struct queue *queue;
 	struct session *s;		/* NULL once the session is gone */
 	struct spool_envelope *env;
 };
@@ -636,7 +638,7 @@ spool_done(int error, void *arg)
 			reply(s, "250 2.0.0 Ok: queued as %s", env->id);
 			account(s, 250);
 		}
-		queue_add(pc->srv->queue, env);
+		queue_add(pc->queue, env);
 	} else {
 		log_warnx("spool write failed id=%s: %s", env->id,
 		    strerror(error));
@@ -681,7 +683,7 @@ spool_message(struct session *s, const struct message_origin *origin_in)
 	env->size = evbuffer_get_length(msg);
 
 	struct pending_commit *pc = xcalloc(1, sizeof(*pc));
-	pc->srv = s->srv;
+	pc->queue = s->srv->queue;
 	pc->s = s;
 	pc->env = env;
 	if (spool_commit(s->srv->spool, env, msg, spool_done, pc) == NULL) {

@@ -1,0 +1,45 @@
+#!/bin/bash
+# Stopping in spool mode: whatever is in flight when sesrelayd stops, it
+# exits cleanly (0, no sanitizer report), the delivery progress is on
+# disk, and the next start delivers the rest, each recipient once.
+set -euo pipefail
+. "$TESTS_DIR/lib.sh"
+command -v swaks >/dev/null || exit 77
+[ -x /usr/bin/python3 ] || exit 77
+
+# wait_exit PID: 0 once PID has exited (within 10 s); its status in $rc
+wait_exit() {
+	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$1" 2>/dev/null || return 1
+	rc=0
+	wait "$1" || rc=$?
+}
+
+# at SES: how many transactions carried RCPT, and how many RCPTs were sent twice
+rcpt_count() { cat "$MAILDIR"/*.env 2>/dev/null | grep -c "^rcpt=$1\$" || true; }
+
+# --- a second SIGTERM while a delivery hangs at SES: exit now, keep it
+t_start_fake --fault stall:DOT
+T_MODE=spool t_config "" "[queue]" "retry_min = 1s" "retry_max = 2s"
+t_start_relay
+out=$(swaks --server 127.0.0.1 --port "$RELAY_PORT" --timeout 20 \
+	--from app@example.com --to stuck@example.net 2>&1 || true)
+grep -q '^<-  250 2.0.0 Ok: queued as ' <<<"$out" || t_fail "not queued: $out"
+for _ in $(seq 100); do grep -q 'fault stall' "$T_DIR/fake.log" && break; sleep 0.1; done
+grep -q 'fault stall' "$T_DIR/fake.log" || t_fail "the delivery never reached the stalled DOT"
+kill -TERM "$RELAY_PID"
+sleep 1
+kill -0 "$RELAY_PID" 2>/dev/null || t_fail "sesrelayd exited on the first SIGTERM with a delivery in flight"
+kill -TERM "$RELAY_PID"
+wait_exit "$RELAY_PID" || t_fail "sesrelayd did not exit within 10 s of the second SIGTERM"
+[ "$rc" -eq 0 ] || t_fail "sesrelayd exited $rc: $(tail -20 "$T_DIR/relay.log")"
+! grep -qE 'Sanitizer|runtime error' "$T_DIR/relay.log" ||
+	t_fail "sanitizer report: $(grep -A30 -E 'Sanitizer|runtime error' "$T_DIR/relay.log" | head -40)"
+[ "$(t_queue_left)" -eq 1 ] || t_fail "expected the message kept in the queue, have $(t_queue_left)"
+t_stop_fake
+t_start_fake --quiet
+t_start_relay
+t_wait_queue_empty 15 || t_fail "not delivered after the restart"
+[ "$(rcpt_count stuck@example.net)" -eq 1 ] || t_fail "delivered $(rcpt_count stuck@example.net) times"
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+t_ok "second SIGTERM with a delivery in flight: exit 0, kept, delivered after the restart"
