@@ -321,8 +321,10 @@ expire(struct qentry *e, time_t now)
 	return 1;
 }
 
-/* The last transaction of the attempt is done: what SES deferred is
- * pending again, and retried after a backoff unless it is too old. */
+/* The last transaction of the attempt is done, or the queue is shutting
+ * down and will start no more of them: what SES deferred is pending
+ * again, and retried after a backoff unless it is too old.  The progress
+ * is saved either way, so a restart sends nobody the message twice. */
 static void
 attempt_done(struct qentry *e)
 {
@@ -331,6 +333,10 @@ attempt_done(struct qentry *e)
 	time_t now = time(NULL);
 
 	e->attempting = 0;
+	if (e->ready) {		/* cut short by the shutdown */
+		TAILQ_REMOVE(&q->ready, e, ready_entry);
+		e->ready = 0;
+	}
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (env->rcpt_state[i] == RCPT_DEFERRED)
 			env->rcpt_state[i] = SPOOL_RCPT_PENDING;
@@ -338,13 +344,15 @@ attempt_done(struct qentry *e)
 		finish(e);
 		return;
 	}
-	env->attempts++;
-	env->next_try = now + backoff(q->cfg, env->attempts);
+	/* stopped, not failed: the next start goes on at once */
+	if (!q->shutting_down) {
+		env->attempts++;
+		env->next_try = now + backoff(q->cfg, env->attempts);
+	}
 	if (spool_save_state(q->spool, env) != 0)
 		log_warn("queue id=%s: cannot save delivery state", env->id);
-	if (q->shutting_down)
-		return;
-	schedule(e);
+	if (!q->shutting_down)
+		schedule(e);
 }
 
 /* ---- delivery ---- */
@@ -416,7 +424,8 @@ chunk_done(const struct relay_result *res, void *arg)
 	free(c->idx);
 	free(c);
 	q->inflight--;
-	if (--e->jobs_out == 0 && !e->ready)
+	/* a message still ready has chunks to send, unless shutting down */
+	if (--e->jobs_out == 0 && (!e->ready || q->shutting_down))
 		attempt_done(e);
 	if (q->shutting_down && q->inflight == 0 && q->drained != NULL) {
 		void (*fn)(void *) = q->drained;
@@ -645,8 +654,15 @@ queue_set_config(struct queue *q, struct config *cfg)
 void
 queue_shutdown(struct queue *q, void (*drained)(void *), void *arg)
 {
+	struct qentry *e, *tmp;
+
 	q->shutting_down = 1;
 	evtimer_del(q->pace_ev);
+	/* attempts waiting for their next chunk end here (their state is
+	 * saved); those with chunks in flight end in chunk_done */
+	TAILQ_FOREACH_SAFE(e, &q->ready, ready_entry, tmp)
+		if (e->attempting && e->jobs_out == 0)
+			attempt_done(e);
 	q->drained = NULL;
 	if (q->inflight == 0) {
 		if (drained != NULL)

@@ -42,7 +42,9 @@ void queue_add(struct queue *q, struct spool_envelope *env);
 void queue_flush(struct queue *q);
 void queue_set_config(struct queue *q, struct config *cfg);
 /* Start nothing new; drained (may be NULL) is called once no delivery is
- * in flight.  A second call replaces the first one's drained: at exit,
+ * in flight.  Attempts cut short save their progress (a recipient already
+ * delivered is not sent the message again after a restart) and count as
+ * no attempt.  A second call replaces the first one's drained: at exit,
  * queue_shutdown(q, NULL, NULL) before relay_pool_free, which fails the
  * jobs still in flight (their results still reach q and its spool). */
 void queue_shutdown(struct queue *q, void (*drained)(void *), void *arg);

@@ -43,3 +43,28 @@ t_wait_queue_empty 15 || t_fail "not delivered after the restart"
 [ "$(rcpt_count stuck@example.net)" -eq 1 ] || t_fail "delivered $(rcpt_count stuck@example.net) times"
 stop_relay "$RELAY_PID" "$T_DIR/relay.log"
 t_ok "second SIGTERM with a delivery in flight: exit 0, kept, delivered after the restart"
+
+# --- SIGTERM in the middle of a multi-chunk attempt (the next chunk
+# waits for max_send_rate): what was delivered is saved, not sent again
+rm -f "$MAILDIR"/*
+T_MODE=spool t_config "max_send_rate = 50" "" "[queue]" "retry_min = 1s" "retry_max = 1s"
+t_start_relay
+/usr/bin/python3 - "$RELAY_PORT" <<'PY' || t_fail "120-recipient message refused"
+import smtplib, sys
+rcpts = ["m%03d@example.net" % i for i in range(120)]
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    s.sendmail("app@example.com", rcpts, b"Subject: many\r\n\r\nhello\r\n")
+PY
+for _ in $(seq 100); do [ "$(t_messages)" -ge 1 ] && break; sleep 0.05; done
+[ "$(t_messages)" -ge 1 ] || t_fail "the first chunk did not arrive"
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+before=$(t_messages)
+[ "$(t_queue_left)" -eq 1 ] || t_fail "the message is not kept across SIGTERM"
+t_start_relay
+t_wait_queue_empty 15 || t_fail "not delivered after the restart"
+twice=$(cat "$MAILDIR"/*.env | sed -n 's/^rcpt=m/m/p' | sort | uniq -d)
+[ -z "$twice" ] || t_fail "delivered twice after a clean stop: $(echo $twice | wc -w) recipients, e.g. $(echo $twice | cut -c1-60)"
+n=$(cat "$MAILDIR"/*.env | grep -c '^rcpt=m')
+[ "$n" -eq 120 ] || t_fail "$n recipients delivered, not 120"
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+t_ok "SIGTERM after $before of the chunks: the rest after the restart, none twice"
