@@ -51,6 +51,13 @@ struct chunk {
 
 TAILQ_HEAD(qentry_list, qentry);
 
+/* A transaction started within the max_send_rate window (see pace_wait). */
+struct sent {
+	TAILQ_ENTRY(sent) entry;
+	struct timespec at;		/* CLOCK_MONOTONIC */
+	size_t n;			/* recipients */
+};
+
 struct queue {
 	struct event_base *base;
 	struct config *cfg;
@@ -60,10 +67,10 @@ struct queue {
 	size_t nentries;
 	TAILQ_HEAD(, qentry) ready;
 	size_t inflight;
-	/* max_send_rate: recipients per second, as a token bucket that may
-	 * go into debt by one transaction */
-	double tokens;
-	struct timespec refilled;
+	/* max_send_rate: the transactions started within the window, the
+	 * oldest first, and their recipients */
+	TAILQ_HEAD(, sent) sent;
+	size_t sent_rcpts;
 	struct event *pace_ev;
 	int shutting_down;
 	void (*drained)(void *);
@@ -453,12 +460,91 @@ begin_attempt(struct qentry *e)
 	return 0;
 }
 
-/* Recipients of e waiting for a transaction, at most RELAY_MAX_RCPTS. */
+/*
+ * max_send_rate as a sliding window: no window of one second sees more
+ * than rate recipients (a fractional rate above 1 counts as its whole
+ * part), and below one per second, no window of 1/rate seconds sees more
+ * than one.  budget 0: no limit.
+ */
+static void
+pace_limits(double rate, double *window, size_t *budget)
+{
+	*window = 1;
+	*budget = 0;
+	if (rate <= 0)
+		return;
+	if (rate < 1) {
+		*window = 1 / rate;
+		*budget = 1;
+	} else {
+		*budget = (size_t)rate;
+	}
+}
+
+static double
+seconds_since(const struct timespec *t, const struct timespec *now)
+{
+	return (double)(now->tv_sec - t->tv_sec) +
+	    (double)(now->tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* 0 if a transaction of n recipients (at most the budget) may start now,
+ * else the seconds until enough of the window's recipients have left it. */
+static double
+pace_wait(struct queue *q, size_t n)
+{
+	double window;
+	size_t budget;
+	struct timespec now;
+	struct sent *s;
+
+	pace_limits(q->cfg->max_send_rate, &window, &budget);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	while ((s = TAILQ_FIRST(&q->sent)) != NULL &&
+	    seconds_since(&s->at, &now) >= window) {
+		TAILQ_REMOVE(&q->sent, s, entry);
+		q->sent_rcpts -= s->n;
+		free(s);
+	}
+	if (budget == 0 || q->sent_rcpts + n <= budget)
+		return 0;
+	size_t left = q->sent_rcpts;
+	TAILQ_FOREACH(s, &q->sent, entry) {
+		left -= s->n;
+		if (left + n <= budget)
+			break;
+	}
+	/* s is not NULL: n <= budget, so an empty window has room */
+	return s != NULL ? window - seconds_since(&s->at, &now) : 0;
+}
+
+/* A transaction of n recipients starts now. */
+static void
+pace_note(struct queue *q, size_t n)
+{
+	if (q->cfg->max_send_rate <= 0)
+		return;
+	struct sent *s = xcalloc(1, sizeof(*s));
+	clock_gettime(CLOCK_MONOTONIC, &s->at);
+	s->n = n;
+	TAILQ_INSERT_TAIL(&q->sent, s, entry);
+	q->sent_rcpts += n;
+}
+
+/* Recipients of e for its next transaction: those waiting, at most
+ * RELAY_MAX_RCPTS and at most max_send_rate's budget. */
 static size_t
 next_chunk_size(const struct qentry *e)
 {
-	size_t n = count_state(e->env, SPOOL_RCPT_PENDING);
-	return n < RELAY_MAX_RCPTS ? n : RELAY_MAX_RCPTS;
+	double window;
+	size_t budget, n = count_state(e->env, SPOOL_RCPT_PENDING);
+
+	pace_limits(e->q->cfg->max_send_rate, &window, &budget);
+	if (n > RELAY_MAX_RCPTS)
+		n = RELAY_MAX_RCPTS;
+	if (budget > 0 && n > budget)
+		n = budget;
+	return n;
 }
 
 /* Submit one upstream transaction for the next n pending recipients of
@@ -492,7 +578,7 @@ send_chunk(struct qentry *e, size_t n)
 	}
 	msg->eightbit = 1;
 	msg->all_or_nothing = 0;
-	q->tokens -= (double)c->n;
+	pace_note(q, c->n);
 	q->inflight++;
 	e->jobs_out++;
 	relay_submit(q->pool, msg, chunk_done, c);
@@ -505,44 +591,19 @@ pace_cb(evutil_socket_t fd, short what, void *arg)
 	dispatch(arg);
 }
 
-/* At most one second's worth of recipients, and at least one. */
-static double
-bucket_size(double rate)
-{
-	return rate < 1 ? 1 : rate;
-}
-
-static void
-refill(struct queue *q)
-{
-	double rate = q->cfg->max_send_rate;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	double dt = (double)(now.tv_sec - q->refilled.tv_sec) +
-	    (double)(now.tv_nsec - q->refilled.tv_nsec) / 1e9;
-	q->refilled = now;
-	if (rate <= 0) {
-		q->tokens = 0;
-		return;
-	}
-	q->tokens += dt * rate;
-	if (q->tokens > bucket_size(rate))
-		q->tokens = bucket_size(rate);
-}
-
 /*
- * Start upstream transactions for ready messages, one chunk of at most 50
- * recipients at a time, while fewer than max_connections x 2 are in
- * flight and max_send_rate allows: a chunk of n recipients waits until
- * the bucket holds n tokens (or is full), so SES never sees more than the
- * rate over a second.  A message leaves the ready list once all its
+ * Start upstream transactions for ready messages, in order, one chunk at
+ * a time, while fewer than max_connections x 2 are in flight and
+ * max_send_rate allows.  A chunk holds at most 50 recipients and at most
+ * the rate's budget, and waits until the recipients sent within the last
+ * second leave room for it: SES never sees more than the rate within any
+ * one second (pace_wait).  A message leaves the ready list once all its
  * pending recipients are on their way.
  */
 static void
 dispatch(struct queue *q)
 {
 	size_t cap = (size_t)q->cfg->max_connections * INFLIGHT_PER_SESSION;
-	double rate = q->cfg->max_send_rate;
 	struct qentry *e;
 
 	while (!q->shutting_down && q->inflight < cap &&
@@ -557,18 +618,14 @@ dispatch(struct queue *q)
 				attempt_done(e);
 			continue;
 		}
-		refill(q);
-		if (rate > 0) {
-			double need = (double)n < bucket_size(rate) ?
-			    (double)n : bucket_size(rate);
-			if (q->tokens < need) {
-				double wait = (need - q->tokens) / rate;
-				struct timeval tv = { (time_t)wait,
-				    (suseconds_t)((wait - (double)(time_t)wait) *
-				    1e6) };
-				evtimer_add(q->pace_ev, &tv);
-				return;
-			}
+		double wait = pace_wait(q, n);
+		if (wait > 0) {
+			/* rounded up, so the window has room when it fires */
+			long long us = (long long)(wait * 1e6) + 1;
+			struct timeval tv = { (time_t)(us / 1000000),
+			    (suseconds_t)(us % 1000000) };
+			evtimer_add(q->pace_ev, &tv);
+			return;
 		}
 		if (send_chunk(e, n) != 0) {
 			TAILQ_REMOVE(&q->ready, e, ready_entry);
@@ -592,9 +649,8 @@ queue_new(struct event_base *base, struct config *cfg, struct spool *spool,
 	q->pool = pool;
 	TAILQ_INIT(&q->all);
 	TAILQ_INIT(&q->ready);
+	TAILQ_INIT(&q->sent);
 	q->pace_ev = evtimer_new(base, pace_cb, q);
-	clock_gettime(CLOCK_MONOTONIC, &q->refilled);
-	q->tokens = cfg->max_send_rate > 1 ? cfg->max_send_rate : 1;
 	return q;
 }
 
@@ -689,12 +745,17 @@ void
 queue_free(struct queue *q)
 {
 	struct qentry *e;
+	struct sent *s;
 	if (q == NULL)
 		return;
 	/* entries with jobs in flight: the pool is freed first and fails
 	 * those jobs, so by now none is left */
 	while ((e = TAILQ_FIRST(&q->all)) != NULL)
 		entry_free(e);
+	while ((s = TAILQ_FIRST(&q->sent)) != NULL) {
+		TAILQ_REMOVE(&q->sent, s, entry);
+		free(s);
+	}
 	event_free(q->pace_ev);
 	config_unref(q->cfg);
 	free(q);

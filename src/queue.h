@@ -14,7 +14,9 @@
  * reported to the envelope sender with a DSN (bounce = dsn) or kept in
  * failed/ (none); the message leaves queue/ only once its DSN is durable,
  * and goes to failed/ if the DSN cannot be spooled.
- * max_send_rate paces transactions by recipients per second.
+ * max_send_rate caps the recipients sent within any one second: a
+ * message to more recipients than the rate goes in chunks of at most the
+ * rate, a second apart.
  */
 #ifndef SESRELAY_QUEUE_H
 #define SESRELAY_QUEUE_H
