@@ -1,6 +1,7 @@
 /* bounce.c — see bounce.h. */
 #include "bounce.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -11,16 +12,29 @@
 #include "smtp_parse.h"
 #include "spool.h"
 
-/* The first three digits and the enhanced code of a stored reason such as
- * "554 5.0.0 Message rejected ..."; defaults for anything else. */
+/* 1 if a stored reason is an SMTP reply: "554 Message rejected ...",
+ * "550 5.1.1 ...", as the queue stores what SES said. */
+static int
+is_smtp_reply(const char *reason)
+{
+	return reason != NULL && reason[0] >= '2' && reason[0] <= '5' &&
+	    isdigit((unsigned char)reason[1]) &&
+	    isdigit((unsigned char)reason[2]) &&
+	    (reason[3] == ' ' || reason[3] == '\0');
+}
+
+/* The Status of a failed recipient with this reason (see bounce.h). */
 static void
 status_of(const char *reason, char *status, size_t statuslen)
 {
 	char enh[SMTP_ENHANCED_MAX];
-	if (reason != NULL && strlen(reason) > 4 &&
+	if (is_smtp_reply(reason) && reason[3] == ' ' &&
 	    smtp_parse_enhanced_code(reason + 4, strlen(reason + 4), enh) > 0 &&
 	    enh[0] == '5')
 		snprintf(status, statuslen, "%s", enh);
+	else if (reason != NULL &&
+	    strncmp(reason, BOUNCE_EXPIRED, strlen(BOUNCE_EXPIRED)) == 0)
+		snprintf(status, statuslen, "5.4.7");
 	else
 		snprintf(status, statuslen, "5.0.0");
 }
@@ -84,9 +98,12 @@ bounce_build(const struct config *cfg, const struct spool_envelope *env,
 		evbuffer_add_printf(out,
 		    "\r\nFinal-Recipient: rfc822; %s\r\n"
 		    "Action: failed\r\n"
-		    "Status: %s\r\n"
-		    "Diagnostic-Code: smtp; %s\r\n",
-		    env->rcpts[i], status, why != NULL ? why : "failed");
+		    "Status: %s\r\n", env->rcpts[i], status);
+		/* only what an SMTP server said is of type smtp; the relay's
+		 * own reasons are in the text part above */
+		if (is_smtp_reply(why))
+			evbuffer_add_printf(out, "Diagnostic-Code: smtp; %s\r\n",
+			    why);
 	}
 
 	evbuffer_add_printf(out, "\r\n--%s/%s\r\n"

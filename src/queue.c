@@ -314,7 +314,7 @@ expire(struct qentry *e, time_t now)
 	if ((unsigned long long)(now - env->created) < q->cfg->lifetime)
 		return 0;
 	char why[RELAY_TEXT_MAX + 64];
-	snprintf(why, sizeof(why), "lifetime expired; last error: %s",
+	snprintf(why, sizeof(why), BOUNCE_EXPIRED "; last error: %s",
 	    env->last_error != NULL ? env->last_error : "none");
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)

@@ -40,4 +40,14 @@ grep -qx 'defer-007@example.net' <<<"$bounced" || t_fail "the deferred recipient
 	t_fail "expected the 149 others delivered, got $(grep -c . <<<"$delivered")"
 t_ok "lifetime expiry mid-attempt: 149 delivered, the deferred one bounced, none lost"
 
+# the DSN says why (RFC 3463 5.4.7: delivery time expired), with no
+# Diagnostic-Code: expiry is the relay's reason, not an SMTP reply
+group=$(tr -d '\r' <"$eml" | sed -n '/^Final-Recipient: rfc822; defer-007@example.net$/,/^$/p')
+grep -qx 'Action: failed' <<<"$group" || t_fail "no Action: failed in: $group"
+grep -qx 'Status: 5.4.7' <<<"$group" || t_fail "expiry is not Status 5.4.7: $group"
+! grep -q '^Diagnostic-Code:' <<<"$group" || t_fail "a Diagnostic-Code for a local reason: $group"
+grep -q '^<defer-007@example.net>: lifetime expired; last error: 451 ' "$eml" ||
+	t_fail "the DSN's text does not say why"
+t_ok "expiry DSN: Status 5.4.7, no Diagnostic-Code, the reason in the text"
+
 stop_relay "$RELAY_PID" "$T_DIR/relay.log"
