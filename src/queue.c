@@ -288,20 +288,31 @@ finish(struct qentry *e)
 	entry_free(e);
 }
 
-/* Backoff after the n-th failed attempt: retry_min * 2^(n-1), at most
- * retry_max, +-20 % jitter so a queue of messages does not retry in step. */
+unsigned
+queue_backoff(unsigned retry_min, unsigned retry_max, unsigned attempts,
+    double u)
+{
+	double d = retry_min;
+	for (unsigned i = 1; i < attempts && d < retry_max; i++)
+		d *= 2;
+	if (d > retry_max)
+		d = retry_max;
+	d *= 0.8 + 0.4 * u;
+	/* the jitter spreads the retries inside the bounds, not past them */
+	if (d < retry_min)
+		d = retry_min;
+	if (d > retry_max)
+		d = retry_max;
+	return (unsigned)d;
+}
+
 static unsigned
 backoff(const struct config *cfg, unsigned attempts)
 {
-	double d = cfg->retry_min;
-	for (unsigned i = 1; i < attempts && d < cfg->retry_max; i++)
-		d *= 2;
-	if (d > cfg->retry_max)
-		d = cfg->retry_max;
 	uint32_t r = 0;
 	RAND_bytes((unsigned char *)&r, sizeof(r));
-	d *= 0.8 + 0.4 * ((double)r / 4294967295.0);
-	return d < 1 ? 1 : (unsigned)d;
+	return queue_backoff(cfg->retry_min, cfg->retry_max, attempts,
+	    (double)r / 4294967295.0);
 }
 
 /* Past lifetime: what is still pending fails.  1 if e has expired. */

@@ -54,6 +54,13 @@ void queue_shutdown(struct queue *q, void (*drained)(void *), void *arg);
  * queue_add). */
 void queue_free(struct queue *q);
 
+/* The delay in seconds before the next try after the n-th failed attempt
+ * (n >= 1): retry_min x 2^(n-1), at most retry_max, with +-20 % jitter
+ * (u, uniform in [0, 1], says where) so that a queue of messages does not
+ * retry in step, but never outside [retry_min, retry_max]. */
+unsigned queue_backoff(unsigned retry_min, unsigned retry_max,
+    unsigned attempts, double u);
+
 struct queue_stats {
 	size_t messages;	/* in the queue */
 	size_t inflight;	/* upstream transactions under way */
