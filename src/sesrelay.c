@@ -209,9 +209,11 @@ print_entry(struct spool_envelope *env, void *arg)
 		if (env->rcpt_state[i] == SPOOL_RCPT_PENDING)
 			left++;
 	time_t age = time(NULL) - env->created;
+	/* as the client sent it: MAIL FROM:<> goes upstream as null_sender */
 	printf("%-16s %7llds %-6s %6llu <%s> %zu/%zu %u %s\n", env->id,
 	    (long long)age, env->is_bounce ? "bounce" : "mail",
-	    (unsigned long long)env->size, env->sender, left, env->nrcpts,
+	    (unsigned long long)env->size, env->null_path ? "" : env->sender,
+	    left, env->nrcpts,
 	    env->attempts, env->last_error != NULL ? env->last_error : "-");
 	(*count)++;
 	spool_envelope_free(env);

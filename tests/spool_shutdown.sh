@@ -15,18 +15,30 @@ wait_exit() {
 	wait "$1" || rc=$?
 }
 
-# at SES: how many transactions carried RCPT, and how many RCPTs were sent twice
+# rcpt_count ADDRESS: how many transactions at SES carried it
 rcpt_count() { cat "$MAILDIR"/*.env 2>/dev/null | grep -c "^rcpt=$1\$" || true; }
 
-# --- a second SIGTERM while a delivery hangs at SES: exit now, keep it
+# --- a second SIGTERM while deliveries hang at SES: exit now, keep them
 t_start_fake --fault stall:DOT
-T_MODE=spool t_config "" "[queue]" "retry_min = 1s" "retry_max = 2s"
+T_MODE=spool t_config "null_sender = bounces@example.com" \
+	"" "[queue]" "retry_min = 1s" "retry_max = 2s"
 t_start_relay
-out=$(swaks --server 127.0.0.1 --port "$RELAY_PORT" --timeout 20 \
-	--from app@example.com --to stuck@example.net 2>&1 || true)
-grep -q '^<-  250 2.0.0 Ok: queued as ' <<<"$out" || t_fail "not queued: $out"
-for _ in $(seq 100); do grep -q 'fault stall' "$T_DIR/fake.log" && break; sleep 0.1; done
-grep -q 'fault stall' "$T_DIR/fake.log" || t_fail "the delivery never reached the stalled DOT"
+for from in app@example.com '<>'; do
+	out=$(swaks --server 127.0.0.1 --port "$RELAY_PORT" --timeout 20 \
+		--from "$from" --to stuck@example.net 2>&1 || true)
+	grep -q '^<-  250 2.0.0 Ok: queued as ' <<<"$out" || t_fail "not queued: $out"
+done
+for _ in $(seq 100); do
+	[ "$(grep -c 'fault stall' "$T_DIR/fake.log")" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$(grep -c 'fault stall' "$T_DIR/fake.log")" -ge 2 ] ||
+	t_fail "the deliveries never reached the stalled DOT"
+# sesrelay queue shows the envelope sender as the client gave it
+listing=$("$SESRELAY" queue -c "$CONF")
+grep -q ' <app@example.com> 1/1 ' <<<"$listing" || t_fail "sesrelay queue: $listing"
+grep -q ' <> 1/1 ' <<<"$listing" || t_fail "sesrelay queue does not show <> for MAIL FROM:<>: $listing"
+! grep -q 'bounces@example.com' <<<"$listing" || t_fail "sesrelay queue shows null_sender: $listing"
 kill -TERM "$RELAY_PID"
 sleep 1
 kill -0 "$RELAY_PID" 2>/dev/null || t_fail "sesrelayd exited on the first SIGTERM with a delivery in flight"
@@ -35,14 +47,14 @@ wait_exit "$RELAY_PID" || t_fail "sesrelayd did not exit within 10 s of the seco
 [ "$rc" -eq 0 ] || t_fail "sesrelayd exited $rc: $(tail -20 "$T_DIR/relay.log")"
 ! grep -qE 'Sanitizer|runtime error' "$T_DIR/relay.log" ||
 	t_fail "sanitizer report: $(grep -A30 -E 'Sanitizer|runtime error' "$T_DIR/relay.log" | head -40)"
-[ "$(t_queue_left)" -eq 1 ] || t_fail "expected the message kept in the queue, have $(t_queue_left)"
+[ "$(t_queue_left)" -eq 2 ] || t_fail "expected the messages kept in the queue, have $(t_queue_left)"
 t_stop_fake
 t_start_fake --quiet
 t_start_relay
 t_wait_queue_empty 15 || t_fail "not delivered after the restart"
-[ "$(rcpt_count stuck@example.net)" -eq 1 ] || t_fail "delivered $(rcpt_count stuck@example.net) times"
+[ "$(rcpt_count stuck@example.net)" -eq 2 ] || t_fail "delivered $(rcpt_count stuck@example.net) times, not twice (two messages)"
 stop_relay "$RELAY_PID" "$T_DIR/relay.log"
-t_ok "second SIGTERM with a delivery in flight: exit 0, kept, delivered after the restart"
+t_ok "second SIGTERM with deliveries in flight: exit 0, kept, delivered after the restart"
 
 # --- SIGTERM in the middle of a multi-chunk attempt (the next chunk
 # waits for max_send_rate): what was delivered is saved, not sent again
