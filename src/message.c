@@ -97,22 +97,17 @@ rfc5322_date(char *out, size_t outlen)
 	strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-void
-message_build(const struct config *cfg, const char *envelope_sender,
-    const struct message_origin *origin, struct evbuffer *raw,
-    struct evbuffer *out)
+/* The X-SES-* fields cfg chooses for this envelope sender and From:
+ * address, into ins[5]; returns how many. */
+static size_t
+ses_fields(const struct config *cfg, const char *envelope_sender,
+    const char *from_address, struct ses_header_field *ins)
 {
-	struct ses_header_field ins[6];
 	size_t nins = 0;
-	size_t hlen = header_length(raw);
-	const char *hdr = (const char *)evbuffer_pullup(raw, (ssize_t)hlen);
-	struct ses_header_info info;
-
-	ses_headers_scan(hdr, hlen, &info);
 	const struct sender_rule *env_rule =
 	    config_sender_match(cfg, envelope_sender);
 	const struct sender_rule *from_rule =
-	    config_sender_match(cfg, info.from_address);
+	    config_sender_match(cfg, from_address);
 	const char *config_set = cfg->configuration_set;
 	if (env_rule != NULL && env_rule->configuration_set != NULL)
 		config_set = env_rule->configuration_set;
@@ -132,6 +127,32 @@ message_build(const struct config *cfg, const char *envelope_sender,
 	if (cfg->message_tags != NULL)
 		ins[nins++] = (struct ses_header_field){ "X-SES-MESSAGE-TAGS",
 		    cfg->message_tags };
+	return nins;
+}
+
+/* raw's header rewritten with ins[] at the top, then its body, into out. */
+static void
+rewrite(struct evbuffer *raw, size_t hlen, const struct ses_header_field *ins,
+    size_t nins, struct evbuffer *out)
+{
+	const char *hdr = (const char *)evbuffer_pullup(raw, (ssize_t)hlen);
+	ses_headers_rewrite(hdr, hlen, ins, nins, emit_evbuffer, out);
+	evbuffer_drain(raw, hlen);
+	evbuffer_add_buffer(out, raw);
+}
+
+void
+message_build(const struct config *cfg, const char *envelope_sender,
+    const struct message_origin *origin, struct evbuffer *raw,
+    struct evbuffer *out)
+{
+	struct ses_header_field ins[6];
+	size_t hlen = header_length(raw);
+	struct ses_header_info info;
+
+	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
+	    hlen, &info);
+	size_t nins = ses_fields(cfg, envelope_sender, info.from_address, ins);
 
 	char date[64], received[1024];
 	rfc5322_date(date, sizeof(date));
@@ -147,8 +168,19 @@ message_build(const struct config *cfg, const char *envelope_sender,
 		    "\t%s", origin->helo, origin->client, cfg->hostname,
 		    origin->protocol, origin->id, date);
 	ins[nins++] = (struct ses_header_field){ "Received", received };
+	rewrite(raw, hlen, ins, nins, out);
+}
 
-	ses_headers_rewrite(hdr, hlen, ins, nins, emit_evbuffer, out);
-	evbuffer_drain(raw, hlen);
-	evbuffer_add_buffer(out, raw);
+void
+message_build_local(const struct config *cfg, const char *envelope_sender,
+    struct evbuffer *raw, struct evbuffer *out)
+{
+	struct ses_header_field ins[5];
+	size_t hlen = header_length(raw);
+	struct ses_header_info info;
+
+	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
+	    hlen, &info);
+	rewrite(raw, hlen, ins, ses_fields(cfg, envelope_sender,
+	    info.from_address, ins), out);
 }

@@ -47,4 +47,13 @@ void message_build(const struct config *cfg, const char *envelope_sender,
     const struct message_origin *origin, struct evbuffer *raw,
     struct evbuffer *out);
 
+/*
+ * The same for a message the relay made itself (a DSN): the X-SES-*
+ * fields for the envelope sender and the From: address at the top, as
+ * for any message from that sender, but no Received: line (the relay
+ * received nothing).  raw is left empty.
+ */
+void message_build_local(const struct config *cfg, const char *envelope_sender,
+    struct evbuffer *raw, struct evbuffer *out);
+
 #endif

@@ -14,6 +14,7 @@
 #include "bounce.h"
 #include "config.h"
 #include "log.h"
+#include "message.h"
 #include "relay_client.h"
 #include "spool.h"
 #include "tailq.h"
@@ -229,7 +230,7 @@ bounce_start(struct queue *q, const struct spool_envelope *env,
 		return "the message could not be read back";
 	}
 	struct spool_envelope *dsn = xcalloc(1, sizeof(*dsn));
-	struct evbuffer *msg = evbuffer_new();
+	struct evbuffer *report = evbuffer_new(), *msg = evbuffer_new();
 	spool_new_id(q->spool, dsn->id);
 	dsn->created = time(NULL);
 	dsn->sender = xstrdup(q->cfg->null_sender);
@@ -239,8 +240,11 @@ bounce_start(struct queue *q, const struct spool_envelope *env,
 	dsn->rcpts[0] = xstrdup(env->sender);
 	dsn->rcpt_state = xcalloc(1, 1);
 	dsn->rcpt_error = xcalloc(1, sizeof(*dsn->rcpt_error));
-	bounce_build(q->cfg, env, dsn->id, orig, msg);
+	bounce_build(q->cfg, env, dsn->id, orig, report);
 	evbuffer_free(orig);
+	/* from null_sender like any other message: its [sender] ARNs too */
+	message_build_local(q->cfg, dsn->sender, report, msg);
+	evbuffer_free(report);
 	dsn->size = evbuffer_get_length(msg);
 
 	struct bounce_commit *bc = xcalloc(1, sizeof(*bc));

@@ -1,8 +1,11 @@
 #!/bin/bash
-# DSNs in spool mode (bounce = dsn): a message that failed leaves the
-# queue only once its DSN is durable; a DSN that cannot be spooled (a full
-# disk) leaves the original in failed/ instead.  The disk-full part needs
-# root: the spool is then a 1 MiB tmpfs in a private mount namespace.
+# DSNs in spool mode (bounce = dsn): a DSN goes to SES like any message
+# from null_sender, with the X-SES-* fields of its [sender] section (SES
+# refuses delegated sending without them); a message that failed leaves
+# the queue only once its DSN is durable, and a DSN that cannot be spooled
+# (a full disk) leaves the original in failed/ instead.  The disk-full
+# part needs root: the spool is then a 1 MiB tmpfs in a private mount
+# namespace.
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ] && [ -z "${SESRELAY_IN_NS:-}" ] &&
     unshare -m true 2>/dev/null; then
@@ -19,6 +22,32 @@ queued() {	# from to [swaks options...]: prints the queue id
 	sed -n 's/^<-  250 2.0.0 Ok: queued as \([0-9A-F]\{16\}\)$/\1/p' <<<"$out" | grep . ||
 		t_fail "not queued: $(grep '^<-' <<<"$out" | tail -3)"
 }
+
+# --- a DSN carries the X-SES-* fields of null_sender's [sender] section
+arn=arn:aws:ses:us-east-1:123456789012:identity/bounce.example.org
+t_start_fake --quiet
+T_MODE=spool t_config "null_sender = bounces@bounce.example.org" \
+	"configuration_set = relayset" "message_tags = kind=relay" \
+	"" "[queue]" "retry_min = 1s" "retry_max = 1s" \
+	"" "[sender bounce.example.org]" "arn = $arn" "configuration_set = dsnset"
+t_start_relay
+id=$(queued app@example.com unverified-w@example.net --header "Subject: doomed")
+t_wait_queue_empty 15 || t_fail "the failed message or its DSN is still queued"
+dsn=$(grep -l '^rcpt=app@example.com' "$MAILDIR"/*.env | head -1 || true)
+[ -n "$dsn" ] || t_fail "no DSN delivered"
+grep -q '^mail_from=bounces@bounce.example.org$' "$dsn" || t_fail "DSN not sent from null_sender"
+hdr=$(tr -d '\r' <"${dsn%.env}.eml" | sed '/^$/q')
+for f in "X-SES-SOURCE-ARN: $arn" "X-SES-FROM-ARN: $arn" "X-SES-RETURN-PATH-ARN: $arn" \
+    "X-SES-CONFIGURATION-SET: dsnset" "X-SES-MESSAGE-TAGS: kind=relay"; do
+	grep -qxF "$f" <<<"$hdr" || t_fail "the DSN's header lacks $f: $hdr"
+done
+! grep -q '^Received:' <<<"$hdr" || t_fail "the DSN has a Received: line, but the relay made it"
+grep -q '^Content-Type: multipart/report; report-type=delivery-status;' <<<"$hdr" ||
+	t_fail "the DSN is not a multipart/report: $hdr"
+t_ok "the DSN carries null_sender's X-SES-* fields"
+stop_relay "$RELAY_PID" "$T_DIR/relay.log"
+t_stop_fake
+rm -rf "$MAILDIR" "$SPOOL"
 
 # --- the disk is full when the DSN is written: the original stays
 if [ -z "${SESRELAY_IN_NS:-}" ]; then
