@@ -1280,18 +1280,18 @@ spool_move_failed(struct spool *sp, const char *id, const char *reason)
 	char from[4096], to[4096], name[SPOOL_ID_MAX + 8];
 	snprintf(name, sizeof(name), "%s.reason", id);
 	path_join(to, sizeof(to), sp->dir, "failed", name);
-	FILE *f = fopen(to, "we");
-	if (f == NULL)
-		return -1;
-	int wrote = fprintf(f, "%s\n", reason) >= 0;
-	if (fclose(f) != 0 || !wrote) {
-		int e = errno;
-		unlink(to);
-		errno = e;
-		return -1;
-	}
+	/* The message matters more than its reason (which is in the log
+	 * too): on a full disk it moves all the same, without one. */
 	char reason_path[4096];
 	snprintf(reason_path, sizeof(reason_path), "%s", to);
+	FILE *f = fopen(reason_path, "we");
+	int wrote = f != NULL && fprintf(f, "%s\n", reason) >= 0;
+	if (f != NULL && fclose(f) != 0)
+		wrote = 0;
+	if (!wrote) {
+		log_warn("spool: cannot write %s", reason_path);
+		unlink(reason_path);
+	}
 	path_join(from, sizeof(from), sp->dir, "queue", id);
 	path_join(to, sizeof(to), sp->dir, "failed", id);
 	if (rename(from, to) != 0) {
