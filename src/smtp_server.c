@@ -202,6 +202,24 @@ reply(struct session *s, const char *fmt, ...)
 	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
 }
 
+/* A closing session waits for nothing: the upstream finishes a message
+ * already on its way without us (relay_cancel), a message being made
+ * durable is queued all the same, an AUTH delay is dropped.  So no late
+ * completion ever finds a closing session. */
+static void
+session_detach(struct session *s)
+{
+	if (s->job != NULL) {
+		relay_cancel(s->job);
+		s->job = NULL;
+	}
+	if (s->commit != NULL) {
+		s->commit->s = NULL;	/* the commit goes on without us */
+		s->commit = NULL;
+	}
+	evtimer_del(s->pause_ev);
+}
+
 /* The only place ->state changes. */
 static void
 set_state(struct session *s, enum sess_state st)
@@ -211,6 +229,8 @@ set_state(struct session *s, enum sess_state st)
 		    sess_state_names[st]);
 	log_debug("session %s state %s -> %s", s->id,
 	    sess_state_names[s->state], sess_state_names[st]);
+	if (st == SS_CLOSING)
+		session_detach(s);
 	s->state = st;
 }
 
@@ -1240,6 +1260,20 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == SS_RELAYING || s->state == SS_PAUSED) {
+			/* Replies are waiting for a client that does not read
+			 * them, but the outcome of its message (or of its
+			 * AUTH) is due first, as in deadline_cb: write on
+			 * without a timeout; tx_finished or auth_pause_cb
+			 * sets one again, and a client still not reading is
+			 * closed then. */
+			log_info("session %s client=%s not reading replies "
+			    "(state %s): waiting for the outcome first", s->id,
+			    s->client, sess_state_names[s->state]);
+			bufferevent_set_timeouts(s->bev, NULL, NULL);
+			bufferevent_enable(s->bev, EV_WRITE);
+			return;
+		}
 		if (s->state != SS_CLOSING) {
 			log_info("session %s client=%s timeout in state %s",
 			    s->id, s->client, sess_state_names[s->state]);
@@ -1267,10 +1301,7 @@ static void
 session_free(struct session *s)
 {
 	struct smtp_server *srv = s->srv;
-	if (s->job != NULL)
-		relay_cancel(s->job);
-	if (s->commit != NULL)
-		s->commit->s = NULL;	/* the commit goes on without us */
+	session_detach(s);
 	tx_reset(s);
 	sasl_srv_free(s->sasl);
 	free(s->auth_user);
