@@ -72,7 +72,9 @@ struct relay_job {
 	size_t rcpt_next;
 	size_t rcpt_ok;
 	struct relay_reply refusal;	/* first refused RCPT/MAIL/DATA */
-	struct event *deferred;		/* failure reported from relay_submit */
+	struct relay_result res;	/* the outcome, once complete */
+	struct event *deferred;		/* reports an outcome reached inside
+					 * relay_submit or relay_probe */
 };
 
 struct relay_session {
@@ -111,6 +113,8 @@ struct relay_pool {
 	struct config *cfg;
 	SSL_CTX *ssl_ctx;
 	struct job_list queue;
+	struct job_list deferred;	/* complete, waiting to be reported */
+	unsigned submitting;		/* inside relay_submit/relay_probe */
 	struct session_list sessions;
 	unsigned nsessions;
 	unsigned nretiring;		/* sessions near their last job */
@@ -261,22 +265,47 @@ job_unqueue(struct relay_job *job)
 	}
 }
 
-/* Report the outcome of job and free it. */
+/* Call job's callback with its outcome (unless it was cancelled) and
+ * free it. */
+static void
+job_report(struct relay_job *job)
+{
+	if (job->done != NULL)
+		job->done(&job->res, job->arg);
+	job_free(job);
+}
+
+static void
+job_deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_job *job = arg;
+	TAILQ_REMOVE(&job->pool->deferred, job, entry);
+	job_report(job);
+}
+
+/*
+ * Job is complete: report its outcome and free it.  Not while the pool is
+ * inside relay_submit or relay_probe, though: a session can fail before
+ * they return (a numeric endpoint is resolved inline, and connect() can
+ * fail at once, e.g. EMFILE), failing this job and the queued ones, and
+ * their submitters must not be called back before they even hold the job
+ * (relay_client.h).  Those outcomes are reported from a zero-delay timer.
+ */
 static void
 job_complete(struct relay_job *job, enum relay_status status,
     const struct relay_reply *reply, const char *ses_id)
 {
-	struct relay_result res;
-	memset(&res, 0, sizeof(res));
-	res.status = status;
-	res.reply = *reply;
-	snprintf(res.ses_message_id, sizeof(res.ses_message_id), "%s",
+	struct relay_result *res = &job->res;
+	memset(res, 0, sizeof(*res));
+	res->status = status;
+	res->reply = *reply;
+	snprintf(res->ses_message_id, sizeof(res->ses_message_id), "%s",
 	    ses_id != NULL ? ses_id : "");
-	res.rcpt_status = job->rcpt_status;
-	res.rcpt_reply = job->rcpt_reply;
-	res.nrcpts = job->msg != NULL ? job->msg->nrcpts : 0;
+	res->rcpt_status = job->rcpt_status;
+	res->rcpt_reply = job->rcpt_reply;
+	res->nrcpts = job->msg != NULL ? job->msg->nrcpts : 0;
 	/* recipients not individually refused share the outcome */
-	for (size_t i = 0; i < res.nrcpts; i++) {
+	for (size_t i = 0; i < res->nrcpts; i++) {
 		if (job->rcpt_status[i] == RELAY_OK) {
 			job->rcpt_status[i] = status;
 			if (status != RELAY_OK)
@@ -287,9 +316,18 @@ job_complete(struct relay_job *job, enum relay_status status,
 	if (job->sess != NULL)
 		job->sess->job = NULL;
 	job->sess = NULL;
-	if (job->done != NULL)
-		job->done(&res, job->arg);
-	job_free(job);
+	if (job->pool->submitting == 0) {
+		job_report(job);
+		return;
+	}
+	if (job->deferred == NULL)
+		job->deferred = evtimer_new(job->pool->base, job_deferred_cb,
+		    job);
+	if (job->deferred == NULL)
+		fatalx("evtimer_new failed");
+	TAILQ_INSERT_TAIL(&job->pool->deferred, job, entry);
+	struct timeval zero = { 0, 0 };
+	evtimer_add(job->deferred, &zero);
 }
 
 static void
@@ -316,26 +354,21 @@ job_new(struct relay_pool *pool, struct relay_msg *msg, relay_done_fn *done,
 	return job;
 }
 
-static void
-job_deferred_fail_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct relay_job *job = arg;
-	job_fail(job, 421, "4.3.2", "relay is shutting down");
-}
-
+/* Queue job and get it going.  Any job completed in here is reported
+ * later (job_complete), this one included. */
 static struct relay_job *
 pool_enqueue(struct relay_pool *pool, struct relay_job *job)
 {
+	pool->submitting++;
 	if (pool->shutting_down) {
-		job->deferred = evtimer_new(pool->base, job_deferred_fail_cb, job);
-		struct timeval zero = { 0, 0 };
-		evtimer_add(job->deferred, &zero);
-		return job;
+		job_fail(job, 421, "4.3.2", "relay is shutting down");
+	} else {
+		TAILQ_INSERT_TAIL(&pool->queue, job, entry);
+		job->queued = 1;
+		pool->nqueued++;
+		pool_dispatch(pool);
 	}
-	TAILQ_INSERT_TAIL(&pool->queue, job, entry);
-	job->queued = 1;
-	pool->nqueued++;
-	pool_dispatch(pool);
+	pool->submitting--;
 	return job;
 }
 
@@ -384,6 +417,7 @@ relay_pool_new(struct event_base *base, struct evdns_base *dns,
 	pool->cfg = config_ref(cfg);
 	pool->ssl_ctx = ctx;
 	TAILQ_INIT(&pool->queue);
+	TAILQ_INIT(&pool->deferred);
 	TAILQ_INIT(&pool->sessions);
 	return pool;
 }
@@ -490,6 +524,10 @@ relay_pool_free(struct relay_pool *pool)
 	}
 	while ((job = TAILQ_FIRST(&pool->queue)) != NULL)
 		job_fail(job, 421, "4.3.2", "relay is shutting down");
+	while ((job = TAILQ_FIRST(&pool->deferred)) != NULL) {
+		TAILQ_REMOVE(&pool->deferred, job, entry);
+		job_report(job);
+	}
 	SSL_CTX_free(pool->ssl_ctx);
 	config_unref(pool->cfg);
 	free(pool);

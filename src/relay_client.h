@@ -97,7 +97,9 @@ void relay_pool_set_trace(struct relay_pool *pool, relay_trace_fn *fn,
 
 /* Submit msg; the pool takes ownership of msg and frees it (relay_msg_free)
  * after the callback.  done is called exactly once, later, never from
- * inside relay_submit. */
+ * inside relay_submit: an outcome known at once (the endpoint cannot be
+ * reached, the pool is shutting down) is reported from the event loop.
+ * The same holds for relay_probe. */
 struct relay_job *relay_submit(struct relay_pool *pool, struct relay_msg *msg,
     relay_done_fn *done, void *arg);
 /* The submitter is going away: done will not be called for job. */
