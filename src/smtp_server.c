@@ -627,6 +627,10 @@ relay_done(const struct relay_result *res, void *arg)
 	const struct relay_reply *r = &res->reply;
 	const char *enh = r->enhanced[0] != '\0' ? r->enhanced :
 	    r->code < 300 ? "2.0.0" : r->code < 500 ? "4.0.0" : "5.0.0";
+	/* SES's 421 closed SES's session, not this one (RFC 5321 3.8: a 421
+	 * means the server closes the channel): the client gets 451 with
+	 * SES's text, and the session goes on */
+	int code = r->code == 421 ? 451 : r->code;
 
 	s->job = NULL;
 	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
@@ -636,8 +640,8 @@ relay_done(const struct relay_result *res, void *arg)
 	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",
 	    r->code, enh, r->text,
 	    res->ses_message_id[0] ? res->ses_message_id : "-", delay);
-	reply(s, "%d %s %s", r->code, enh, r->text);
-	account(s, r->code);
+	reply(s, "%d %s %s", code, enh, r->text);
+	account(s, code);
 	tx_finished(s);
 }
 
