@@ -2752,6 +2752,15 @@ config_client_allowed(const struct config *cfg, const struct sockaddr *sa)
 }
 
 int
+config_sender_restricted(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nsenders; i++)
+		if (cfg->senders[i].nusers > 0 || cfg->senders[i].nnetworks > 0)
+			return 1;
+	return 0;
+}
+
+int
 config_sender_permitted(const struct config *cfg, const char *address,
     const char *auth_user, const struct sockaddr *client)
 {

@@ -162,6 +162,9 @@ const struct sender_rule *config_sender_match(const struct config *cfg,
  */
 int config_sender_permitted(const struct config *cfg, const char *address,
     const char *auth_user, const struct sockaddr *client);
+/* 1 if some [sender P] rule has users or networks: not every client may
+ * use every address. */
+int config_sender_restricted(const struct config *cfg);
 
 /* 1 if sa (AF_INET/AF_INET6; v4-mapped v6 counts as v4) is inside one of
  * cfg->allow; AF_UNIX is always allowed. */

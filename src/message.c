@@ -71,14 +71,30 @@ message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
 	return 0;
 }
 
-void
-message_from_address(struct evbuffer *raw, char *out, size_t outlen)
+int
+message_from_permitted(const struct config *cfg, struct evbuffer *raw,
+    const char *auth_user, const struct sockaddr *client,
+    char refused[SES_ADDRESS_MAX])
 {
 	size_t hlen = header_length(raw);
+	const char *hdr = (const char *)evbuffer_pullup(raw, (ssize_t)hlen);
 	struct ses_header_info info;
-	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
-	    hlen, &info);
-	snprintf(out, outlen, "%s", info.from_address);
+	size_t pos = 0, n = 0;
+	int r;
+
+	refused[0] = '\0';
+	ses_headers_scan(hdr, hlen, &info);
+	if (!info.has_from)
+		return 1;
+	while ((r = ses_headers_next_address(hdr + info.from_value,
+	    info.from_value_len, &pos, refused)) == 1) {
+		if (!config_sender_permitted(cfg, refused, auth_user, client))
+			return 0;
+		n++;
+	}
+	refused[0] = '\0';
+	/* what cannot be read cannot be checked */
+	return (r < 0 || n == 0) && config_sender_restricted(cfg) ? 0 : 1;
 }
 
 static void

@@ -12,9 +12,11 @@
 #include <stdint.h>
 
 #include "relay_client.h"
+#include "ses_headers.h"
 
 struct evbuffer;
 struct config;
+struct sockaddr;
 
 /* Who handed us the message, for the Received: line. */
 struct message_origin {
@@ -34,8 +36,18 @@ struct message_origin {
 int message_check(const struct config *cfg, struct evbuffer *raw,
     unsigned flags, uint64_t size, struct relay_reply *reply);
 
-/* The first address of raw's From: field, lower case, or "". */
-void message_from_address(struct evbuffer *raw, char *out, size_t outlen);
+/*
+ * Whether the client (auth_user, NULL if not authenticated; its address)
+ * may send raw with the From: field it has: 1 if every address in it is
+ * permitted (config_sender_permitted) or there is no From: field; else 0,
+ * with the first address not permitted in refused, or refused "" if the
+ * field cannot be parsed or holds no address while some [sender] rule
+ * restricts users or networks (config_sender_restricted): an address that
+ * cannot be read cannot be checked.
+ */
+int message_from_permitted(const struct config *cfg, struct evbuffer *raw,
+    const char *auth_user, const struct sockaddr *client,
+    char refused[SES_ADDRESS_MAX]);
 
 /*
  * Move raw (checked) into out as it must go upstream: the X-SES-* fields

@@ -193,19 +193,24 @@ addr_put(struct addr_buf *b, char c)
 }
 
 /*
- * Find the first address in the From: value p[0..n) (folded lines
- * included) and store it lower-cased in dst, or leave dst "".  Handles
- * "Name <a@b>", "a@b", "a@b (comment)", quoted display names, comments
- * anywhere, obsolete routes and a group name before the mailboxes.
- * One pass: each byte is looked at once.
+ * Parse the mailbox of the From: value p[0..n) (folded lines included)
+ * that starts at *pos, up to the "," or ";" that ends it, and set *pos
+ * past that.  Handles "Name <a@b>", "a@b", "a@b (comment)", quoted
+ * display names, comments anywhere, obsolete routes and a group name
+ * before the mailboxes.  Returns 1 with the address lower-cased in dst,
+ * 0 for an empty list element (obs-mbox-list allows "a@b, , c@d"; a group
+ * without members is one too), or -1 if the element is not a mailbox,
+ * e.g. "Billing, Inc <b@x>" (an unquoted "," ends the display name
+ * "Billing") — then *pos is n.  One pass: each byte is looked at once.
  */
-static void
-parse_from(const char *p, size_t n, char dst[SES_ADDRESS_MAX])
+static int
+parse_mailbox(const char *p, size_t n, size_t *pos, char dst[SES_ADDRESS_MAX])
 {
 	struct addr_buf b;
-	size_t i = 0;
+	size_t i = *pos;
 	int angle = 0, bad = 0, gap = 0;
 
+	*pos = n;
 	b.n = 0;
 	b.over = 0;
 	while (i < n) {
@@ -218,24 +223,34 @@ parse_from(const char *p, size_t n, char dst[SES_ADDRESS_MAX])
 		}
 		if (c == '(') {
 			if ((i = skip_comment(p, n, i)) == 0)
-				return;
+				return -1;
 			gap = b.n > 0;
 			continue;
 		}
-		if (!angle && (c == ',' || c == ';'))
-			break;		/* end of the first mailbox */
+		if (angle == 2) {
+			/* after "<a@b>" only CFWS, up to the separator */
+			if (c != ',' && c != ';')
+				return -1;
+			i++;
+			break;
+		}
+		if (!angle && (c == ',' || c == ';')) {
+			i++;
+			break;		/* end of this mailbox */
+		}
 		if (c == '>' && !angle)
-			return;
+			return -1;
 		if (c == '>') {
 			angle = 2;
-			break;
+			i++;
+			continue;
 		}
 		if (c == '<' || c == ':') {
 			/* '<' starts the angle-addr after a display name;
 			 * ':' ends a group name or an obsolete route.  What
 			 * was collected so far was not the address. */
 			if (c == '<' && angle)
-				return;
+				return -1;
 			if (c == '<')
 				angle = 1;
 			b.n = 0;
@@ -254,7 +269,7 @@ parse_from(const char *p, size_t n, char dst[SES_ADDRESS_MAX])
 		 * folding inside it is unfolded. */
 		for (;;) {
 			if (i == n)
-				return;
+				return -1;
 			c = p[i++];
 			if (c == '\r' || c == '\n')
 				continue;
@@ -265,12 +280,44 @@ parse_from(const char *p, size_t n, char dst[SES_ADDRESS_MAX])
 				addr_put(&b, p[i++]);
 		}
 	}
-	if (angle == 1 || bad || b.over || b.n == 0 ||
-	    !addr_spec_valid(b.s, b.n))
-		return;
-	for (i = 0; i < b.n; i++)
-		dst[i] = (char)ascii_lower((unsigned char)b.s[i]);
+	if (angle == 0 && b.n == 0) {
+		*pos = i;
+		return 0;
+	}
+	if (angle == 1 || bad || b.over || !addr_spec_valid(b.s, b.n))
+		return -1;
+	for (size_t k = 0; k < b.n; k++)
+		dst[k] = (char)ascii_lower((unsigned char)b.s[k]);
 	dst[b.n] = '\0';
+	*pos = i;
+	return 1;
+}
+
+int
+ses_headers_next_address(const char *value, size_t len, size_t *pos,
+    char dst[SES_ADDRESS_MAX])
+{
+	int r = 0;
+
+	while (*pos < len && (r = parse_mailbox(value, len, pos, dst)) == 0)
+		;
+	if (r != 1)
+		dst[0] = '\0';
+	return r;
+}
+
+/* The first From: field's value is msg[start..end): note it, and its
+ * first address. */
+static void
+from_end(struct ses_header_info *out, const char *msg, size_t start,
+    size_t end)
+{
+	size_t pos = 0;
+
+	out->from_value = start;
+	out->from_value_len = end - start;
+	ses_headers_next_address(msg + start, end - start, &pos,
+	    out->from_address);
 }
 
 void
@@ -290,8 +337,7 @@ ses_headers_scan(const char *msg, size_t len, struct ses_header_info *out)
 		next_line(msg, len, pos, &l);
 		kind = classify(msg + pos, l.len, &namelen, &colon);
 		if (in_from && kind != LINE_CONT) {
-			parse_from(msg + from_start, pos - from_start,
-			    out->from_address);
+			from_end(out, msg, from_start, pos);
 			in_from = 0;
 		}
 		switch (kind) {
@@ -318,6 +364,7 @@ ses_headers_scan(const char *msg, size_t len, struct ses_header_info *out)
 			}
 			seen |= 1u << idx;
 			if (idx == FROM_INDEX && !from_done) {
+				out->has_from = 1;
 				from_done = in_from = 1;
 				from_start = pos + colon + 1;
 			}
@@ -332,8 +379,7 @@ ses_headers_scan(const char *msg, size_t len, struct ses_header_info *out)
 		pos = l.next;
 	}
 	if (in_from)
-		parse_from(msg + from_start, len - from_start,
-		    out->from_address);
+		from_end(out, msg, from_start, len);
 }
 
 static void

@@ -26,6 +26,10 @@ struct ses_header_info {
 				 * twice, as spelled the second time; "" if none */
 	char from_address[SES_ADDRESS_MAX];	/* first address of From:,
 				 * lower-cased; "" if none or unparsable */
+	int has_from;		/* a From: field was seen */
+	size_t from_value;	/* has_from: the first From: field's value */
+	size_t from_value_len;	/* is msg[from_value..+from_value_len), its
+				 * folded lines and final line end included */
 	int malformed;		/* a line that is neither "Name:" nor a
 				 * continuation (starts with SP/HT) */
 };
@@ -43,6 +47,17 @@ struct ses_header_info {
  * two of those too, see SES.md).
  */
 void ses_headers_scan(const char *msg, size_t len, struct ses_header_info *out);
+
+/*
+ * Walk the mailboxes of a From: value (RFC 5322 mailbox-list, obsolete
+ * forms and groups included): start with *pos = 0; each call stores the
+ * next address, lower-cased, in dst and returns 1, or returns 0 at the
+ * end of the list, or -1 (dst "") if the next element is not a mailbox
+ * (a display name with an unquoted ",", a missing ">", words around an
+ * address, ...).  Empty elements are skipped.
+ */
+int ses_headers_next_address(const char *value, size_t len, size_t *pos,
+    char dst[SES_ADDRESS_MAX]);
 
 /* A field to insert: value may be folded (contain CRLF followed by SP/HT)
  * but must not end with CRLF; the writer adds ": " and the final CRLF. */

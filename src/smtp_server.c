@@ -771,15 +771,27 @@ data_done(struct session *s)
 	}
 
 	char from[SES_ADDRESS_MAX];
-	message_from_address(s->data, from, sizeof(from));
-	if (from[0] != '\0' && !config_sender_permitted(s->cfg, from,
-	    s->auth_user, (struct sockaddr *)&s->peer)) {
-		log_info("delivery id=%s from=<%s> rcpts=%zu status=refused "
-		    "reason=\"From: <%s> not allowed for %s\"", s->txid,
-		    s->sender, s->nrcpts, from, s->auth_user != NULL ?
-		    s->auth_user : s->client);
-		reply(s, "550 5.7.1 From: address <%s> not allowed for %s",
-		    from, s->auth_user != NULL ? "this user" : "this client");
+	if (!message_from_permitted(s->cfg, s->data, s->auth_user,
+	    (struct sockaddr *)&s->peer, from)) {
+		const char *who = s->auth_user != NULL ? s->auth_user :
+		    s->client;
+		if (from[0] != '\0') {
+			log_info("delivery id=%s from=<%s> rcpts=%zu "
+			    "status=refused reason=\"From: <%s> not allowed "
+			    "for %s\"", s->txid, s->sender, s->nrcpts, from,
+			    who);
+			reply(s, "550 5.7.1 From: address <%s> not allowed "
+			    "for %s", from, s->auth_user != NULL ?
+			    "this user" : "this client");
+		} else {
+			log_info("delivery id=%s from=<%s> rcpts=%zu "
+			    "status=refused reason=\"From: header without a "
+			    "readable address (client %s)\"", s->txid,
+			    s->sender, s->nrcpts, who);
+			reply(s, "550 5.7.1 From: header cannot be parsed or "
+			    "has no address, and senders are restricted here "
+			    "(a display name with a comma must be quoted)");
+		}
 		account(s, 550);
 		tx_reset(s);
 		set_state(s, SS_READY);

@@ -120,6 +120,25 @@ n=$(t_messages)
 [ "$n" -eq 3 ] || t_fail "refused messages were relayed ($n at SES, expected 3)"
 t_ok "sender restrictions: envelope sender and From: outside the user's list get 550 5.7.1"
 
+# --- a From: that cannot be read is not waved through: bob may not send
+# as billing@example.com, however the From: is written
+for from in 'Billing, Inc <billing@example.com>' 'Billing <billing@example.com' \
+    'Undisclosed:;' 'Billing <billing@example.com> (x) junk'; do
+	out=$(sw --tls --auth PLAIN --auth-user bob --auth-password bob-pw --from news@example.org \
+		--to x@example.net --header "From: $from")
+	grep -q '550 5.7.1 From: header cannot be parsed' <<<"$out" ||
+		t_fail "bob's unreadable From: '$from' not refused: $(grep -E '^(<\*\*|<~ )' <<<"$out" | tail -3)"
+done
+out=$(sw --tls --auth PLAIN --auth-user bob --auth-password bob-pw --from news@example.org --to x@example.net \
+	--header 'From: news@example.org, "Billing" <billing@example.com>')
+grep -q '550 5.7.1 From: address <billing@example.com> not allowed' <<<"$out" ||
+	t_fail "bob's second From: address billing@example.com not refused: $out"
+[ "$(t_messages)" -eq "$n" ] || t_fail "a From: bob may not use was relayed ($(t_messages) at SES, expected $n)"
+out=$(sw --tls --auth PLAIN --auth-user alice --auth-password alice-pw --from billing@example.com --to x@example.net \
+	--header 'From: "Billing, Inc" <billing@example.com>')
+grep -q '^<~  250 2.0.0 Ok 0100' <<<"$out" || t_fail "alice's quoted display name with a comma was refused: $out"
+t_ok "From: unreadable or with an address not allowed among several: 550 5.7.1; a quoted display name with a comma is fine"
+
 # --- STARTTLS command injection: a command pipelined after STARTTLS in
 # clear must not be executed after the handshake
 /usr/bin/python3 - "$RELAY_PORT" "$CERTS/ca.pem" <<'PY' || t_fail "STARTTLS injection not refused"

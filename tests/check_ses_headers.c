@@ -153,6 +153,12 @@ static const struct scan_case {
 	{ S("From: <a\0b@x.org>\r\n\r\n"), 1, 21, 1, "", "", 0 },
 	{ S("From: \"a\\\0b\"@x.org\r\n\r\n"), 1, 22, 1, "", "", 0 },
 	{ S("From: a\\b@x.org\r\n\r\n"), 1, 19, 1, "", "", 0 },
+	/* An unquoted "," ends the display name: not a mailbox. */
+	{ S("From: Billing, Inc <billing@x.org>\r\n\r\n"),
+	    1, 38, 1, "", "", 0 },
+	{ S("From: Billing <billing@x.org\r\n\r\n"), 1, 32, 1, "", "", 0 },
+	{ S("From: <a@x.org> junk\r\n\r\n"), 1, 24, 1, "", "", 0 },
+	{ S("From: , a@x.org\r\n\r\n"), 1, 19, 1, "", "a@x.org", 0 },
 };
 
 START_TEST(test_scan)
@@ -266,6 +272,77 @@ START_TEST(test_scan_long_from)
 	snprintf(msg, sizeof(msg), "From: %s <A@X.org>\r\n\r\n", local);
 	scan_exact(msg, strlen(msg), &info);
 	ck_assert_str_eq(info.from_address, "a@x.org");
+}
+END_TEST
+
+/* Every mailbox of a From: value, in order: the addresses joined with
+ * "|", then "!" if the walk ended on an element that is not a mailbox. */
+static const struct addr_case {
+	const char *value;
+	const char *want;
+} addr_cases[] = {
+	{ "a@x.org", "a@x.org" },
+	{ "", "" },
+	{ " \r\n", "" },
+	{ "Undisclosed:;", "" },
+	{ "a@x.org, B@Y.org", "a@x.org|b@y.org" },
+	{ "<a@x.org>,<b@y.org>", "a@x.org|b@y.org" },
+	{ "a@x.org, , b@y.org,", "a@x.org|b@y.org" },
+	{ "Alice <a@x.org>, \"B, C\" <b@y.org>\r\n", "a@x.org|b@y.org" },
+	{ "\"Billing, Inc\" <billing@x.org>", "billing@x.org" },
+	{ "Billing (Billing, Inc) <billing@x.org>", "billing@x.org" },
+	{ "billing@x.org (Billing, Inc)", "billing@x.org" },
+	{ "\"q, \\\" <e@y.org>\" <real@x.org>, e@y.org",
+	    "real@x.org|e@y.org" },
+	{ "Team: a@x.org, b@y.org;, c@z.org", "a@x.org|b@y.org|c@z.org" },
+	{ "a@x.org,\r\n Bob\r\n <b@y.org>", "a@x.org|b@y.org" },
+	{ "Billing, Inc <billing@x.org>", "!" },
+	{ "a@x.org, Billing, Inc <billing@x.org>", "a@x.org!" },
+	{ "Billing <billing@x.org", "!" },
+	{ "<a@x.org> junk, b@y.org", "!" },
+	{ "a@x.org, John Doe b@y.org", "a@x.org!" },
+	{ "a@x.org, <>", "a@x.org!" },
+	{ "a@x.org, (unclosed", "a@x.org!" },
+};
+
+START_TEST(test_next_address)
+{
+	const struct addr_case *c = &addr_cases[_i];
+	char got[1024] = "", a[SES_ADDRESS_MAX];
+	size_t pos = 0, len = strlen(c->value);
+	int r, n = 0;
+
+	while ((r = ses_headers_next_address(c->value, len, &pos, a)) == 1) {
+		ck_assert_uint_le(pos, len);
+		if (n++ > 0)
+			strcat(got, "|");
+		strcat(got, a);
+	}
+	if (r < 0) {
+		strcat(got, "!");
+		ck_assert_uint_eq(pos, len);
+	}
+	ck_assert_str_eq(a, "");
+	ck_assert_msg(strcmp(got, c->want) == 0, "case %d '%s': got '%s'",
+	    _i, c->value, got);
+}
+END_TEST
+
+START_TEST(test_scan_has_from)
+{
+	struct ses_header_info info;
+	const char *m = "To: b@y.org\r\nFrom: Billing, Inc <b@x.org>\r\n"
+	    " (folded)\r\nFrom: second@x.org\r\n\r\n";
+
+	scan_exact(m, strlen(m), &info);
+	ck_assert_int_eq(info.has_from, 1);
+	ck_assert_str_eq(info.from_address, "");
+	ck_assert_uint_eq(info.from_value, 18);
+	ck_assert_uint_eq(info.from_value_len,
+	    strlen(" Billing, Inc <b@x.org>\r\n (folded)\r\n"));
+	m = "Subject: no from\r\n\r\nFrom: body@x.org\r\n";
+	scan_exact(m, strlen(m), &info);
+	ck_assert_int_eq(info.has_from, 0);
 }
 END_TEST
 
@@ -655,6 +732,8 @@ ses_headers_suite(void)
 	tcase_add_loop_test(tc, test_scan_prefixes, 0, (int)NELEM(scan_cases));
 	tcase_add_loop_test(tc, test_scan_duplicate, 0, (int)NELEM(dup_cases));
 	tcase_add_test(tc, test_scan_long_from);
+	tcase_add_test(tc, test_scan_has_from);
+	tcase_add_loop_test(tc, test_next_address, 0, (int)NELEM(addr_cases));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("rewrite");
