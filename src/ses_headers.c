@@ -192,6 +192,66 @@ addr_put(struct addr_buf *b, char c)
 		b->over = 1;
 }
 
+/* 1 if p[0..n) is an RFC 5322 dot-atom-text: atext runs joined by
+ * single dots. */
+static int
+is_dot_atom(const char *p, size_t n)
+{
+	size_t run = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '.') {
+			if (run == 0)
+				return 0;
+			run = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL))
+			run++;
+		else
+			return 0;
+	}
+	return run > 0;
+}
+
+/*
+ * The collected addr-spec b (valid) with the least quoting possible: if
+ * its local part, quoted words unquoted and quoted pairs resolved, is a
+ * dot-atom, "billing"@x is the same mailbox as billing@x (RFC 5321 4.1.2)
+ * and is rewritten so, to be matched as such.
+ */
+static void
+addr_unquote(struct addr_buf *b)
+{
+	char t[SES_ADDRESS_MAX];
+	size_t i, n = 0;
+	int inq = 0, quoted = 0;
+
+	for (i = 0; i < b->n; i++) {
+		char c = b->s[i];
+		if (inq) {
+			if (c == '"') {
+				inq = 0;
+				continue;
+			}
+			if (c == '\\' && i + 1 < b->n)
+				c = b->s[++i];
+		} else if (c == '"') {
+			inq = quoted = 1;
+			continue;
+		} else if (c == '@')
+			break;
+		t[n++] = c;
+	}
+	if (!quoted || !is_dot_atom(t, n))
+		return;
+	memcpy(t + n, b->s + i, b->n - i);	/* "@domain" */
+	n += b->n - i;
+	memcpy(b->s, t, n);
+	b->n = n;
+}
+
 /*
  * Parse the mailbox of the From: value p[0..n) (folded lines included)
  * that starts at *pos, up to the "," or ";" that ends it, and set *pos
@@ -286,6 +346,7 @@ parse_mailbox(const char *p, size_t n, size_t *pos, char dst[SES_ADDRESS_MAX])
 	}
 	if (angle == 1 || bad || b.over || !addr_spec_valid(b.s, b.n))
 		return -1;
+	addr_unquote(&b);
 	for (size_t k = 0; k < b.n; k++)
 		dst[k] = (char)ascii_lower((unsigned char)b.s[k]);
 	dst[b.n] = '\0';

@@ -308,6 +308,32 @@ check_mailbox(const char *p, const char *end, int *has_domain)
 	return 0;
 }
 
+/*
+ * Copy the mailbox [p, end), whose local part is a valid Quoted-string,
+ * to out (at least end - p + 1 bytes) with the least quoting possible
+ * (RFC 5321 4.1.2): if the string inside the quotes, quoted pairs
+ * resolved, is a Dot-string, "billing"@x is the same mailbox as
+ * billing@x, and is written so, to be matched as such.
+ */
+static void
+unquote_local(const char *p, const char *end, char *out)
+{
+	const char *q = scan_quoted_string(p, end);	/* at the "@" */
+	size_t n = 0;
+
+	for (const char *c = p + 1; c < q - 1; c++) {
+		if (*c == '\\')
+			c++;
+		out[n++] = *c;
+	}
+	if (n == 0 || scan_dot_string(out, out + n) != out + n)
+		n = 0;		/* it needs its quotes */
+	else
+		p = q;
+	memcpy(out + n, p, (size_t)(end - p));
+	out[n + (size_t)(end - p)] = '\0';
+}
+
 static enum smtp_path_result
 fail(const char **why, enum smtp_path_result r, const char *text)
 {
@@ -396,8 +422,12 @@ parse_path(const char *args, int rcpt, char address[SMTP_PATH_MAX],
 		    "Mailbox address must include a domain");
 
 	/* pathlen <= SMTP_PATH_MAX counts at least "<" and ">". */
-	memcpy(address, start, (size_t)(end - start));
-	address[end - start] = '\0';
+	if (*start == '"' && has_domain)
+		unquote_local(start, end, address);
+	else {
+		memcpy(address, start, (size_t)(end - start));
+		address[end - start] = '\0';
+	}
 	return SMTP_PATH_OK;
 }
 

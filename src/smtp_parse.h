@@ -54,8 +54,11 @@ enum smtp_path_result {
 };
 
 struct smtp_mail_args {
-	char address[SMTP_PATH_MAX];	/* without <>, source route dropped;
-					 * "" for the null path <> */
+	char address[SMTP_PATH_MAX];	/* without <>, source route dropped,
+					 * a quoted local part that is a
+					 * valid dot-string unquoted
+					 * ("a.b"@x -> a.b@x); "" for the
+					 * null path <> */
 	int has_size;
 	uint64_t size;			/* SIZE=n */
 	enum smtp_body body;		/* BODY=7BIT|8BITMIME (default 7BIT) */
@@ -75,7 +78,8 @@ enum smtp_path_result smtp_parse_mail_args(const char *args,
     struct smtp_mail_args *out, const char **why);
 
 /* Same for RCPT TO: (no parameters are supported: any is UNKNOWN_PARAM;
- * the null path is a SYNTAX error).  address receives the mailbox. */
+ * the null path is a SYNTAX error).  address receives the mailbox, spelt
+ * as for MAIL. */
 enum smtp_path_result smtp_parse_rcpt_args(const char *args,
     char address[SMTP_PATH_MAX], const char **why);
 

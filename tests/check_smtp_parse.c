@@ -198,7 +198,24 @@ static const struct {
 	{ "<@r1.example>", 0, SMTP_PATH_SYNTAX, NULL, 0, 0, 0 },
 	{ "<@r1.example:>", 0, SMTP_PATH_SYNTAX, NULL, 0, 0, 0 },
 	{ "@r1.example:a@b", 0, SMTP_PATH_SYNTAX, NULL, 0, 0, 0 },
-	/* quoted local parts keep their spelling */
+	/* quoted local parts keep their spelling, unless the quotes are not
+	 * needed (RFC 5321 4.1.2): then it is the same mailbox unquoted */
+	{ "<\"billing\"@example.com>", 0, SMTP_PATH_OK,
+	    "billing@example.com", 0, 0, 0 },
+	{ "<\"a.b-c+d\"@example.com> SIZE=7", 0, SMTP_PATH_OK,
+	    "a.b-c+d@example.com", 1, 7, 0 },
+	{ "<\"bill\\ing\"@example.com>", 0, SMTP_PATH_OK,
+	    "billing@example.com", 0, 0, 0 },
+	{ "<@r.example:\"billing\"@Example.COM>", 0, SMTP_PATH_OK,
+	    "billing@Example.COM", 0, 0, 0 },
+	{ "\"billing\"@example.com", 0, SMTP_PATH_OK,
+	    "billing@example.com", 0, 0, 0 },
+	{ "<\"a..b\"@example.com>", 0, SMTP_PATH_OK, "\"a..b\"@example.com",
+	    0, 0, 0 },
+	{ "<\".a\"@example.com>", 0, SMTP_PATH_OK, "\".a\"@example.com",
+	    0, 0, 0 },
+	{ "<\"a@b\"@example.com>", 0, SMTP_PATH_OK, "\"a@b\"@example.com",
+	    0, 0, 0 },
 	{ "<\"john doe\"@example.com>", 0, SMTP_PATH_OK,
 	    "\"john doe\"@example.com", 0, 0, 0 },
 	{ "<\"a\\\"b\\\\c\"@example.com>", 0, SMTP_PATH_OK,
@@ -424,6 +441,7 @@ static const struct {
 } rcpt_cases[] = {
 	{ "<a@example.com>", 0, SMTP_PATH_OK, "a@example.com" },
 	{ "<\"x y\"@example.com>", 0, SMTP_PATH_OK, "\"x y\"@example.com" },
+	{ "<\"x.y\"@example.com>", 0, SMTP_PATH_OK, "x.y@example.com" },
 	{ "<a@[192.0.2.1]>", 0, SMTP_PATH_OK, "a@[192.0.2.1]" },
 	{ "<a@[IPv6:::1]>", 0, SMTP_PATH_OK, "a@[IPv6:::1]" },
 	{ "<@r.example:a@b>", 0, SMTP_PATH_OK, "a@b" },
