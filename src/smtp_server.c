@@ -526,14 +526,18 @@ cmd_rcpt(struct session *s, const char *args)
 		    "address (user@domain)", address);
 		return;
 	}
+	/* the admin's max_recipients, or SES's own limit when that is lower
+	 * (passthrough sends one transaction upstream): say which */
 	size_t limit = s->cfg->max_recipients;
-	if (s->cfg->mode == RELAY_MODE_PASSTHROUGH && limit > RELAY_MAX_RCPTS)
+	int ses_limit = s->cfg->mode == RELAY_MODE_PASSTHROUGH &&
+	    limit > RELAY_MAX_RCPTS;
+	if (ses_limit)
 		limit = RELAY_MAX_RCPTS;
 	if (s->nrcpts >= limit) {
 		reply(s, "452 4.5.3 Too many recipients (at most %zu per "
-		    "message%s)", limit,
-		    s->cfg->mode == RELAY_MODE_PASSTHROUGH ?
-		    " in passthrough mode, as SES takes" : "");
+		    "message%s)", limit, ses_limit ?
+		    " in passthrough mode, as SES takes" :
+		    " on this relay");
 		return;
 	}
 	s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1, sizeof(*s->rcpts));

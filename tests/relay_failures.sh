@@ -101,7 +101,9 @@ got=$(codes <"$D/rcpt51.out" | paste -sd' ' -)
 want="220 250 250 $(printf '250 %.0s' $(seq 50))452 221"
 [ "$got" = "$want" ] || t_fail "51 RCPTs: replies $got, expected $want"
 grep -qE '^452 4\.5\.3 ' "$D/rcpt51.out" || t_fail "51st RCPT: no '452 4.5.3': $(grep ^452 "$D/rcpt51.out")"
-t_ok "51st RCPT refused with 452 4.5.3"
+grep -qE '^452 4\.5\.3 .*at most 50 .*as SES takes' "$D/rcpt51.out" ||
+	t_fail "51st RCPT: the 452 does not say SES's limit of 50: $(grep ^452 "$D/rcpt51.out")"
+t_ok "51st RCPT refused with 452 4.5.3 (SES's limit)"
 
 r=$(send --to dup@example.net --header 'Subject: one' --add-header 'Subject: two')
 check_reply "duplicate Subject" "$r" "^554 .*Duplicate header"
@@ -219,6 +221,25 @@ check_reply "undeclared 16K message over a 10K limit" "$r" '^552 '
 r=$(send --to x@example.net --body "small")
 check_reply "small message under a 10K limit" "$r" '^250 '
 t_ok "over max_message_size: 552 at MAIL (SIZE=) and at the final dot"
+
+# ---- max_recipients = 3: the 4th RCPT gets 452 4.5.3 naming that
+# limit, not SES's ----
+pair rcptmax
+relay
+relay_key 'max_recipients = 3'
+relay_start
+{
+	printf 'EHLO client.test\r\nMAIL FROM:<app@example.com>\r\n'
+	for i in 1 2 3 4; do printf 'RCPT TO:<r%d@example.net>\r\n' "$i"; done
+	printf 'QUIT\r\n'
+} | raw "$RELAY_PORT" --replies 9 >"$D/rcpt4.out"
+got=$(codes <"$D/rcpt4.out" | paste -sd' ' -)
+[ "$got" = "220 250 250 250 250 250 452 221" ] ||
+	t_fail "max_recipients = 3, 4 RCPTs: replies $got, expected 220 250 250 250 250 250 452 221"
+r=$(grep '^452 ' "$D/rcpt4.out")
+grep -qE '^452 4\.5\.3 .*at most 3 per message' <<<"$r" && ! grep -q 'SES' <<<"$r" ||
+	t_fail "max_recipients = 3: the 452 should state the relay's limit of 3, not SES's: $r"
+t_ok "max_recipients = 3: the 4th RCPT gets 452 4.5.3 stating the relay's limit"
 
 # ---- a client outside allow gets 554 5.7.1 and nothing else ----
 pair allow
