@@ -40,8 +40,15 @@
 #define OUTPUT_HIGH	(64 * 1024)
 /* Raw input held at most (a command line or a DATA chunk). */
 #define INPUT_HIGH	(256 * 1024)
-/* Errors (unknown commands, bad syntax) before we hang up. */
+/* Errors (unknown commands, bad syntax, refused senders and recipients)
+ * before we hang up. */
 #define MAX_ERRORS	20
+/* Recipients refused for being over the per-message limit (452 4.5.3)
+ * since the client's last message, before each further one counts as an
+ * error: a client may well send more than we take and send the rest in
+ * its next transaction, but not forever without sending a message
+ * (Postfix's smtpd_recipient_overshoot_limit). */
+#define RCPT_OVERSHOOT	1000
 /* How long SIGTERM waits for busy sessions. */
 #define SHUTDOWN_GRACE	30
 /* NOOP, RSET, VRFY, EXPN, HELP in one session before we hang up. */
@@ -149,6 +156,7 @@ struct session {
 	char helo[256];
 	int esmtp;
 	unsigned nerrors;
+	unsigned rcpt_overshoot;	/* 452 4.5.3 since the last message */
 	int discarding;		/* skipping the rest of an overlong line */
 	/* the transaction */
 	char *sender;		/* as relayed (null_sender for <>) */
@@ -474,11 +482,13 @@ cmd_mail(struct session *s, const char *args)
 		reply(s, "550 5.7.1 <%s>: Sender address not allowed for %s",
 		    ma.address, s->auth_user != NULL ? "this user" :
 		    "this client");
+		client_error(s);
 		return;
 	}
 	if (ma.has_size && ma.size > s->cfg->max_message_size) {
 		reply(s, "552 5.3.4 Message size exceeds fixed limit of %llu "
 		    "bytes", (unsigned long long)s->cfg->max_message_size);
+		client_error(s);
 		return;
 	}
 	if (ma.address[0] == '\0') {
@@ -486,6 +496,7 @@ cmd_mail(struct session *s, const char *args)
 			reply(s, "550 5.7.1 The null sender <> is not accepted: "
 			    "SES refuses it (see null_sender in "
 			    "sesrelay.conf(5))");
+			client_error(s);
 			return;
 		}
 		s->sender = xstrdup(s->cfg->null_sender);
@@ -524,6 +535,7 @@ cmd_rcpt(struct session *s, const char *args)
 	if (strchr(address, '@') == NULL) {
 		reply(s, "550 5.1.3 <%s>: Recipient address must be a full "
 		    "address (user@domain)", address);
+		client_error(s);
 		return;
 	}
 	/* the admin's max_recipients, or SES's own limit when that is lower
@@ -538,6 +550,8 @@ cmd_rcpt(struct session *s, const char *args)
 		    "message%s)", limit, ses_limit ?
 		    " in passthrough mode, as SES takes" :
 		    " on this relay");
+		if (++s->rcpt_overshoot > RCPT_OVERSHOOT)
+			client_error(s);
 		return;
 	}
 	s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1, sizeof(*s->rcpts));
@@ -746,6 +760,7 @@ data_done(struct session *s)
 
 	clock_gettime(CLOCK_MONOTONIC, &s->t_data);
 	s->ntx++;
+	s->rcpt_overshoot = 0;	/* a message: the client is not just probing */
 	snprintf(s->txid, sizeof(s->txid), "%s.%u", s->id, s->ntx);
 	arm_deadline(s, 1);
 	if (s->dr.flags & SMTP_DATA_LOOSE_END) {

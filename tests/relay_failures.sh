@@ -221,6 +221,17 @@ check_reply "undeclared 16K message over a 10K limit" "$r" '^552 '
 r=$(send --to x@example.net --body "small")
 check_reply "small message under a 10K limit" "$r" '^250 '
 t_ok "over max_message_size: 552 at MAIL (SIZE=) and at the final dot"
+# ... and a client that keeps trying is an erring one: the 20th 552 is
+# followed by 421 and the end of the connection
+{
+	printf 'EHLO client.test\r\n'
+	for _ in $(seq 20); do printf 'MAIL FROM:<app@example.com> SIZE=20000\r\n'; done
+} | raw "$RELAY_PORT" --timeout 10 >"$D/size20.out"
+got=$(codes <"$D/size20.out" | paste -sd' ' -)
+want="220 250 $(printf '552 %.0s' $(seq 20))421"
+[ "$got" = "$want" ] && [ "$(tail -1 "$D/size20.out")" = '<eof>' ] ||
+	t_fail "20 MAILs over SIZE: replies $got $(tail -1 "$D/size20.out"), expected $want <eof>"
+t_ok "20 refused MAILs (552) count as errors: 421, closed"
 
 # ---- max_recipients = 3: the 4th RCPT gets 452 4.5.3 naming that
 # limit, not SES's ----
@@ -240,6 +251,46 @@ r=$(grep '^452 ' "$D/rcpt4.out")
 grep -qE '^452 4\.5\.3 .*at most 3 per message' <<<"$r" && ! grep -q 'SES' <<<"$r" ||
 	t_fail "max_recipients = 3: the 452 should state the relay's limit of 3, not SES's: $r"
 t_ok "max_recipients = 3: the 4th RCPT gets 452 4.5.3 stating the relay's limit"
+
+# Recipients over the limit are no error for a client that sends its
+# message (it may send the rest in its next transaction): 997 refused in
+# each of two messages, and the session goes on.  A client that sends
+# recipients on and on without a message is bounded: after 1000 refusals
+# since its last message each further one is an error (20: 421, closed).
+over() {	# N: MAIL, N RCPTs
+	printf 'MAIL FROM:<app@example.com>\r\n'
+	for i in $(seq "$1"); do printf 'RCPT TO:<r%d@example.net>\r\n' "$i"; done
+}
+{
+	printf 'EHLO client.test\r\n'
+	for m in 1 2; do
+		over 1000
+		printf 'DATA\r\nFrom: app@example.com\r\nSubject: %d\r\n\r\nbody\r\n.\r\n' "$m"
+	done
+	printf 'QUIT\r\n'
+} | raw "$RELAY_PORT" --timeout 20 >"$D/over2.out"
+tx="250 250 250 250 $(printf '452 %.0s' $(seq 997))354 250"
+got=$(codes <"$D/over2.out" | paste -sd' ' -)
+want="220 250 $tx $tx 221"
+[ "$got" = "$want" ] || t_fail "2 x (3 + 997) recipients with a message each: the replies differ from 220 250, (250, 250 x 3, 452 x 997, 354, 250) x 2, 221: $(codes <"$D/over2.out" | uniq -c | tr -s ' \n' ' ')"
+{ printf 'EHLO client.test\r\n'; over 1023; } | raw "$RELAY_PORT" --timeout 20 >"$D/over.out"
+got=$(codes <"$D/over.out" | paste -sd' ' -)
+want="220 250 250 250 250 250 $(printf '452 %.0s' $(seq 1020))421"
+[ "$got" = "$want" ] && [ "$(tail -1 "$D/over.out")" = '<eof>' ] ||
+	t_fail "1023 RCPTs without a message: replies differ from 220 250 250 250 x 3 452 x 1020 421 <eof>: $(codes <"$D/over.out" | uniq -c | tr -s ' \n' ' ') $(tail -1 "$D/over.out")"
+t_ok "452 for recipients over the limit: no error while messages follow; 1000 + 20 without one: 421, closed"
+
+# 550 5.1.3 (no domain: only <postmaster> parses without one) counts as an
+# error too
+{
+	printf 'EHLO client.test\r\nMAIL FROM:<app@example.com>\r\n'
+	for _ in $(seq 20); do printf 'RCPT TO:<postmaster>\r\n'; done
+} | raw "$RELAY_PORT" --timeout 10 >"$D/nodomain.out"
+got=$(codes <"$D/nodomain.out" | paste -sd' ' -)
+want="220 250 250 $(printf '550 %.0s' $(seq 20))421"
+[ "$got" = "$want" ] && [ "$(tail -1 "$D/nodomain.out")" = '<eof>' ] ||
+	t_fail "20 RCPT TO:<postmaster>: replies $got $(tail -1 "$D/nodomain.out"), expected $want <eof>"
+t_ok "20 refused RCPTs (550 5.1.3) count as errors: 421, closed"
 
 # ---- a client outside allow gets 554 5.7.1 and nothing else ----
 pair allow
