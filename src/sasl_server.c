@@ -11,8 +11,9 @@
 #include "log.h"
 #include "xmalloc.h"
 
-/* RFC 4954 lines are base64; a decoded exchange step is never larger. */
-#define STEP_MAX 8192
+/* RFC 4954 lines are base64, at most 12288 octets with the CRLF (and
+ * "AUTH mech "): a decoded exchange step is never larger than this. */
+#define STEP_MAX (12288 / 4 * 3)
 
 struct sasl_srv {
 	sasl_conn_t *conn;

@@ -15,6 +15,10 @@
 /* RFC 5321 4.5.3.1: text line 1000 octets including CRLF; we also allow
  * command lines that long (extensions lengthen MAIL/RCPT). */
 #define SMTP_LINE_MAX 1000
+/* RFC 4954 4: an AUTH command (with its initial response) and the
+ * client's responses in an AUTH exchange may be up to 12288 octets,
+ * CRLF included. */
+#define SMTP_AUTH_LINE_MAX 12288
 /* RFC 5321 4.5.3.1.3: a path is at most 256 octets including "<" ">". */
 #define SMTP_PATH_MAX 256
 /* A reply we accept from the upstream: at most this many octets in all
@@ -31,7 +35,8 @@ enum smtp_verb {
 };
 
 /*
- * Parse one command line (line, len, without the CRLF; len <= SMTP_LINE_MAX).
+ * Parse one command line (line, len, without the CRLF; len <= SMTP_LINE_MAX,
+ * or SMTP_AUTH_LINE_MAX for AUTH).
  * The verb is case-insensitive.  For MAIL and RCPT the "FROM:" / "TO:"
  * keyword belongs to the verb ("MAIL FROM:<a@b>", "mail from: <a@b>"); a
  * MAIL without "FROM:" is SMTP_VERB_MAIL with *args = NULL (syntax error).

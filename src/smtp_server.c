@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1203,6 +1204,40 @@ session_command(struct session *s, char *line, size_t len)
 	}
 }
 
+/* The longest line the client may send next (it starts at the head of
+ * in), CRLF included: RFC 4954 allows longer lines for AUTH — the AUTH
+ * command with its initial response, and the responses in an exchange —
+ * than for other commands. */
+static size_t
+line_max(struct session *s, struct evbuffer *in)
+{
+	char verb[5];
+
+	if (s->state == SS_AUTH)
+		return SMTP_AUTH_LINE_MAX;
+	if (s->state == SS_READY && s->cfg->auth != AUTH_OFF &&
+	    s->srv->sasl_ready && s->auth_user == NULL &&
+	    evbuffer_copyout(in, verb, sizeof(verb)) == sizeof(verb) &&
+	    strncasecmp(verb, "AUTH ", sizeof(verb)) == 0)
+		return SMTP_AUTH_LINE_MAX;
+	return SMTP_LINE_MAX;
+}
+
+/* A line over its limit is being dropped: answer once (an AUTH exchange
+ * ends with it, RFC 4954's 500 5.5.6).  1 if the session was closed. */
+static int
+line_too_long(struct session *s, size_t max)
+{
+	if (max == SMTP_AUTH_LINE_MAX) {
+		reply(s, "500 5.5.6 Authentication Exchange line is too long");
+		if (s->state == SS_AUTH)
+			set_state(s, SS_READY);
+	} else {
+		reply(s, "500 5.5.2 Error: line too long");
+	}
+	return client_error(s);
+}
+
 /* Process what the client sent, in order, until we must wait. */
 static void
 session_process(struct session *s)
@@ -1221,35 +1256,31 @@ session_process(struct session *s)
 			data_done(s);
 			continue;
 		}
-		size_t eol_len;
+		size_t eol_len, max = line_max(s, in);
 		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len,
 		    EVBUFFER_EOL_CRLF);
 		if (eol.pos < 0) {
 			size_t have = evbuffer_get_length(in);
-			if (have > SMTP_LINE_MAX) {
+			if (have > max) {
 				/* no end in sight: drop it, answer once */
 				evbuffer_drain(in, have);
 				if (!s->discarding) {
 					s->discarding = 1;
-					reply(s, "500 5.5.2 Error: line too long");
-					if (client_error(s))
+					if (line_too_long(s, max))
 						return;
 				}
 			}
 			return;
 		}
 		size_t len = (size_t)eol.pos;
-		if (s->discarding || len + eol_len > SMTP_LINE_MAX) {
+		if (s->discarding || len + eol_len > max) {
 			evbuffer_drain(in, len + eol_len);
-			if (!s->discarding) {
-				reply(s, "500 5.5.2 Error: line too long");
-				if (client_error(s))
-					return;
-			}
+			if (!s->discarding && line_too_long(s, max))
+				return;
 			s->discarding = 0;
 			continue;
 		}
-		char line[SMTP_LINE_MAX + 1];
+		char line[SMTP_AUTH_LINE_MAX + 1];
 		evbuffer_remove(in, line, len);
 		evbuffer_drain(in, eol_len);
 		line[len] = '\0';

@@ -21,6 +21,9 @@ t_start_fake --quiet
 mkdir -p "$T_DIR/sasl"
 printf 'alice-pw\n' | saslpasswd2 -p -c -f "$T_DIR/sasldb" -u relay.test -a sesrelay alice
 printf 'bob-pw\n' | saslpasswd2 -p -c -f "$T_DIR/sasldb" -u relay.test -a sesrelay bob
+# carol's password makes a 2.7 KB AUTH PLAIN line (RFC 4954 allows 12288;
+# saslpasswd2 keeps at most about 2 KB of a password)
+printf '%02000d\n' 0 | saslpasswd2 -p -c -f "$T_DIR/sasldb" -u relay.test -a sesrelay carol
 cat >"$T_DIR/sasl/sesrelay.conf" <<EOF2
 pwcheck_method: auxprop
 auxprop_plugin: sasldb
@@ -109,6 +112,51 @@ s.quit()
 PY
 grep -q 'auth user=alice mech=SCRAM-SHA-256 result=ok' "$T_DIR/relay.log" || t_fail "SCRAM AUTH not logged"
 t_ok "AUTH SCRAM-SHA-256 with the sasldb's secret, then relayed"
+
+# --- AUTH lines longer than other commands (RFC 4954: 12288 octets): a
+# 2.7 KB initial response, a 2.7 KB response to 334; a 13 KB one gets
+# 500 5.5.6 and ends the exchange, the session in step; other commands
+# keep the 1000-octet limit
+/usr/bin/python3 - "$RELAY_PORT" <<'PY' || t_fail "long AUTH lines"
+import base64, socket, sys
+port = int(sys.argv[1])
+ir = base64.b64encode(b"\0carol\0" + b"0" * 2000)
+def session():
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    f = s.makefile("rb")
+    def cmd(line):
+        if line is not None:
+            s.sendall(line + b"\r\n")
+        while True:
+            l = f.readline()
+            assert l, "connection closed"
+            if l[3:4] != b"-":
+                return l.rstrip(b"\r\n")
+    cmd(None)
+    assert cmd(b"EHLO long.test").startswith(b"250 "), "EHLO"
+    return s, cmd
+s, cmd = session()
+r = cmd(b"AUTH PLAIN " + ir)
+assert r.startswith(b"235 "), ("%d-byte AUTH PLAIN line" % (len(ir) + 13), r)
+s.close()
+s, cmd = session()
+assert cmd(b"AUTH PLAIN").startswith(b"334"), "no 334"
+r = cmd(ir)
+assert r.startswith(b"235 "), ("%d-byte response line" % (len(ir) + 2), r)
+s.close()
+s, cmd = session()
+assert cmd(b"AUTH PLAIN").startswith(b"334"), "no 334"
+r = cmd(b"A" * 13000)
+assert r.startswith(b"500 5.5.6 "), ("13000-byte response", r)
+r = cmd(b"NOOP")
+assert r.startswith(b"250 "), ("NOOP after the long response", r)
+r = cmd(b"NOOP " + b"x" * 1500)
+assert r.startswith(b"500 5.5.2 "), ("1506-byte NOOP", r)
+r = cmd(b"QUIT")
+assert r.startswith(b"221 "), r
+PY
+grep -q 'auth user=carol mech=PLAIN result=ok' "$T_DIR/relay.log" || t_fail "carol's AUTH not logged"
+t_ok "AUTH lines up to 12288 octets (2.7 KB initial response and response); longer: 500 5.5.6, in step"
 
 # --- sender restrictions: envelope and From:
 out=$(sw --tls --auth PLAIN --auth-user bob --auth-password bob-pw --from billing@example.com --to x@example.net)
