@@ -475,14 +475,19 @@ cmd_mail(struct session *s, const char *args)
 		client_error(s);
 		return;
 	}
-	if (ma.address[0] != '\0' && !config_sender_permitted(s->cfg,
-	    ma.address, s->auth_user, (struct sockaddr *)&s->peer)) {
-		log_info("session %s client=%s user=%s refused sender=<%s>: "
+	/* <> goes to SES as null_sender: the rules for that address apply */
+	const char *sender = ma.address[0] != '\0' ? ma.address :
+	    s->cfg->null_sender;
+	if (sender != NULL && !config_sender_permitted(s->cfg, sender,
+	    s->auth_user, (struct sockaddr *)&s->peer)) {
+		log_info("session %s client=%s user=%s refused sender=<%s>%s: "
 		    "not allowed", s->id, s->client,
-		    s->auth_user != NULL ? s->auth_user : "-", ma.address);
-		reply(s, "550 5.7.1 <%s>: Sender address not allowed for %s",
-		    ma.address, s->auth_user != NULL ? "this user" :
-		    "this client");
+		    s->auth_user != NULL ? s->auth_user : "-", sender,
+		    ma.address[0] == '\0' ? " (for <>)" : "");
+		reply(s, "550 5.7.1 <%s>: Sender address not allowed for %s%s",
+		    sender, s->auth_user != NULL ? "this user" : "this client",
+		    ma.address[0] == '\0' ? " (<> is relayed with this "
+		    "null_sender)" : "");
 		client_error(s);
 		return;
 	}
@@ -653,7 +658,7 @@ relay_done(const struct relay_result *res, void *arg)
 
 	s->job = NULL;
 	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
-	    "reply=\"%d %s %s\" ses_id=%s delay=%.3f", s->txid, s->sender,
+	    "reply=\"%d %s %s\" ses_id=%s delay=%.3fs", s->txid, s->sender,
 	    s->nrcpts, (size_t)s->dr.total,
 	    res->status == RELAY_OK ? "sent" :
 	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",

@@ -32,7 +32,8 @@ mech_list: PLAIN LOGIN SCRAM-SHA-256
 EOF2
 export SASL_CONF_PATH=$T_DIR/sasl
 
-t_config "" "[sender billing@example.com]" "users = alice" \
+t_config "null_sender = bounces@example.org" \
+	"" "[sender billing@example.com]" "users = alice" \
 	"" "[sender example.org]" "users = bob"
 sed -i "s|^\[relay\]|[relay]\nauth = required\ntls_cert = $CERTS/inbound.pem\ntls_key = $CERTS/inbound.key|" "$CONF"
 t_start_relay
@@ -186,6 +187,20 @@ out=$(sw --tls --auth PLAIN --auth-user alice --auth-password alice-pw --from bi
 	--header 'From: "Billing, Inc" <billing@example.com>')
 grep -q '^<~  250 2.0.0 Ok 0100' <<<"$out" || t_fail "alice's quoted display name with a comma was refused: $out"
 t_ok "From: unreadable or with an address not allowed among several: 550 5.7.1; a quoted display name with a comma is fine"
+
+# --- MAIL FROM:<> goes to SES as null_sender: that address's rules apply
+n=$(t_messages)
+out=$(sw --tls --auth PLAIN --auth-user alice --auth-password alice-pw --from '<>' --to x@example.net \
+	--header 'From: "Billing" <billing@example.com>')
+grep -q '550 5.7.1 <bounces@example.org>: Sender address not allowed for this user (<> is relayed with this null_sender)' <<<"$out" ||
+	t_fail "alice sent <> as bob's null_sender: $(grep -E '^(<\*\*|<~ |<- )' <<<"$out" | tail -3)"
+out=$(sw --tls --auth PLAIN --auth-user bob --auth-password bob-pw --from '<>' --to x@example.net \
+	--header 'From: news@example.org')
+grep -q '^<~  250 2.0.0 Ok 0100' <<<"$out" || t_fail "bob's <> (as his null_sender) was refused: $out"
+[ "$(t_messages)" -eq $((n + 1)) ] || t_fail "expected exactly bob's <> message at SES"
+grep -q '^mail_from=bounces@example.org' "$(ls -t "$MAILDIR"/*.env | head -1)" ||
+	t_fail "bob's <> did not go to SES as null_sender"
+t_ok "MAIL FROM:<>: refused for a user who may not use null_sender's address, relayed as it for one who may"
 
 # --- STARTTLS command injection: a command pipelined after STARTTLS in
 # clear must not be executed after the handshake
