@@ -1,6 +1,7 @@
 /*
- * fuzz_ses_headers.c — ses_headers_scan(), ses_headers_rewrite() and the
- * value validators on arbitrary messages.
+ * fuzz_ses_headers.c — ses_headers_scan(), ses_headers_rewrite(),
+ * ses_headers_next_address() and the value validators on arbitrary
+ * messages.
  *
  * Invariants: header_len is inside the input and ends a line; scanning
  * only the header section gives the same answers as scanning the whole
@@ -191,6 +192,34 @@ check_validators(const char *s)
 	}
 }
 
+/* The input as a From: value: the walk over its mailboxes ends (every
+ * address it gives moves *pos on), stays inside the value, and gives
+ * NUL-terminated, bounded, lower-cased addresses; an error gives "". */
+static void
+check_addresses(const char *v, size_t len)
+{
+	char dst[SES_ADDRESS_MAX];
+	size_t pos = 0, steps = 0;
+	int r;
+
+	for (;;) {
+		size_t before = pos;
+
+		if ((r = ses_headers_next_address(v, len, &pos, dst)) != 1)
+			break;
+		FUZZ_CHECK(pos > before && pos <= len);
+		FUZZ_CHECK(memchr(dst, '\0', sizeof(dst)) != NULL);
+		FUZZ_CHECK(dst[0] != '\0');
+		for (const char *a = dst; *a != '\0'; a++)
+			FUZZ_CHECK(!(*a >= 'A' && *a <= 'Z'));
+		FUZZ_CHECK(++steps <= len);
+	}
+	FUZZ_CHECK(r == 1 || r == 0 || r == -1);
+	FUZZ_CHECK(pos <= len);
+	if (r == -1)
+		FUZZ_CHECK(dst[0] == '\0');
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -215,6 +244,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_rewrite(msg, whole.header_len);
 	} else
 		check_rewrite(msg, size);
+	check_addresses(msg, size);
 	free(msg);
 
 	if ((str = malloc(size + 1)) == NULL)
