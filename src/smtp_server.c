@@ -276,12 +276,20 @@ linger_cb(evutil_socket_t fd, short what, void *arg)
 	finish_close(arg);
 }
 
-/* Queue a last reply; the session closes once it is written. */
+/* How long a last reply may take to be written before we hang up. */
+#define CLOSE_WRITE_SECONDS 5
+
+/* Queue a last reply; the session closes once it is written, or after
+ * CLOSE_WRITE_SECONDS if the client does not read it. */
 static void
 close_after(struct session *s)
 {
+	struct timeval tv = { CLOSE_WRITE_SECONDS, 0 };
+
 	set_state(s, SS_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	bufferevent_enable(s->bev, EV_WRITE);
 	finish_close(s);
 }
 
@@ -1351,12 +1359,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			tx_reset(s);
 			reply(s, "421 4.4.2 %s Error: timeout exceeded",
 			    s->cfg->hostname);
-			set_state(s, SS_CLOSING);
-			bufferevent_disable(s->bev, EV_READ);
-			/* give the reply a bounded chance to be written */
-			struct timeval tv = { 5, 0 };
-			bufferevent_set_timeouts(s->bev, NULL, &tv);
-			bufferevent_enable(s->bev, EV_WRITE);
+			close_after(s);
 			return;
 		}
 	}

@@ -77,15 +77,16 @@ def settle():
         n = m
         time.sleep(0.1)
 
-def unread(m, tail):
+def unread(m, tail, src="127.0.0.1"):
     """A client that sends m EHLOs and tail, reading nothing; returns the
     socket and its session id."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(10)
+    s.bind((src, 0))
     s.connect(("127.0.0.1", port))
     lport = s.getsockname()[1]
-    pat = r"session (\w+) connect client=127\.0\.0\.1:%d\b" % lport
+    pat = r"session (\w+) connect client=%s:%d\b" % (re.escape(src), lport)
     if not wait_log(pat, 5):
         fail("the relay did not log the new session")
     sid = re.search(pat, logtext()).group(1)
@@ -196,6 +197,24 @@ def paused(m):
           "the client reading at last gets its 535 5.7.8")
     return True
 
+def closing(m):
+    """Five AUTH failures, the last of which closes the session, from a
+    client that reads nothing: the last 535 and 421 cannot be written, and
+    the session must still end, CLOSE_WRITE_SECONDS (5) after it began to
+    close, not hold its descriptor until shutdown.  From another loopback
+    address, whose AUTH delays start at 1 s (1+2+3+4+5 s)."""
+    s, sid = unread(m, WRONG * 5, src="127.0.0.3")
+    if not wait_log(r"session %s state \w+ -> closing" % sid, 20):
+        reset(s)
+        return None
+    if not wait_log(r"session %s closed" % sid, 5 + 3):
+        fail("closing: the session whose replies are unread did not end "
+             "after its fifth AUTH failure")
+    reset(s)
+    print("ok - closing after the fifth AUTH failure with replies unread: "
+          "the session ends within the write bound")
+    return True
+
 # two AUTH failures from this address first: the next one waits 3 s,
 # longer than the timeout
 for i in range(2):
@@ -210,7 +229,8 @@ for i in range(2):
     c.close()
     failures += 1
 
-for name, scenario in (("relaying", relaying), ("paused", paused)):
+for name, scenario in (("relaying", relaying), ("paused", paused),
+                       ("closing", closing)):
     for attempt in range(3):
         m = find_count()
         if scenario(m):
