@@ -283,6 +283,12 @@ finish(struct qentry *e)
 		spool_remove(q->spool, env->id);
 	} else {
 		char reason[1024];
+		/* The original stays in queue/ until its DSN is durable: save
+		 * what this attempt did, so that a crash meanwhile makes the
+		 * next start send the DSN again, not the message. */
+		if (spool_save_state(q->spool, env) != 0)
+			log_warn("queue id=%s: cannot save delivery state",
+			    env->id);
 		failure_reason(env, reason, sizeof(reason));
 		const char *why_not = bounce_start(q, env, failed, reason);
 		if (why_not != NULL)
