@@ -163,7 +163,8 @@ daemonize(void)
 	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
 	    dup2(null, STDOUT_FILENO) < 0)
 		fatal("/dev/null");
-	close(null);
+	if (null > STDERR_FILENO)	/* it may be one we were started without */
+		close(null);
 	return p[1];
 }
 
@@ -176,7 +177,8 @@ daemon_ready(int fd, int debug)
 	log_init("sesrelayd", 0, debug);
 	if (null < 0 || dup2(null, STDERR_FILENO) < 0)
 		fatal("/dev/null");
-	close(null);
+	if (null > STDERR_FILENO)
+		close(null);
 	if (write(fd, "R", 1) != 1)
 		log_warn("cannot tell the parent we are ready");
 	close(fd);
