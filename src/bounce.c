@@ -1,7 +1,6 @@
 /* bounce.c — see bounce.h. */
 #include "bounce.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,15 +11,16 @@
 #include "smtp_parse.h"
 #include "spool.h"
 
-/* 1 if a stored reason is an SMTP reply: "554 Message rejected ...",
- * "550 5.1.1 ...", as the queue stores what SES said. */
+/* 1 if a stored reason is a (one-line) SMTP reply: "554 Message rejected
+ * ...", "550 5.1.1 ...", as the queue stores what SES said; *text is what
+ * follows the code. */
 static int
-is_smtp_reply(const char *reason)
+is_smtp_reply(const char *reason, const char **text)
 {
-	return reason != NULL && reason[0] >= '2' && reason[0] <= '5' &&
-	    isdigit((unsigned char)reason[1]) &&
-	    isdigit((unsigned char)reason[2]) &&
-	    (reason[3] == ' ' || reason[3] == '\0');
+	int code, last;
+
+	return reason != NULL && smtp_parse_reply_line(reason, strlen(reason),
+	    &code, &last, text) == 0 && last;
 }
 
 /* The Status of a failed recipient with this reason (see bounce.h). */
@@ -28,8 +28,9 @@ static void
 status_of(const char *reason, char *status, size_t statuslen)
 {
 	char enh[SMTP_ENHANCED_MAX];
-	if (is_smtp_reply(reason) && reason[3] == ' ' &&
-	    smtp_parse_enhanced_code(reason + 4, strlen(reason + 4), enh) > 0 &&
+	const char *text;
+	if (is_smtp_reply(reason, &text) &&
+	    smtp_parse_enhanced_code(text, strlen(text), enh) > 0 &&
 	    enh[0] == '5')
 		snprintf(status, statuslen, "%s", enh);
 	else if (reason != NULL &&
@@ -93,7 +94,7 @@ bounce_build(const struct config *cfg, const struct spool_envelope *env,
 		if (env->rcpt_state[i] != SPOOL_RCPT_FAILED)
 			continue;
 		char status[SMTP_ENHANCED_MAX];
-		const char *why = env->rcpt_error[i];
+		const char *why = env->rcpt_error[i], *text;
 		status_of(why, status, sizeof(status));
 		evbuffer_add_printf(out,
 		    "\r\nFinal-Recipient: rfc822; %s\r\n"
@@ -101,7 +102,7 @@ bounce_build(const struct config *cfg, const struct spool_envelope *env,
 		    "Status: %s\r\n", env->rcpts[i], status);
 		/* only what an SMTP server said is of type smtp; the relay's
 		 * own reasons are in the text part above */
-		if (is_smtp_reply(why))
+		if (is_smtp_reply(why, &text))
 			evbuffer_add_printf(out, "Diagnostic-Code: smtp; %s\r\n",
 			    why);
 	}

@@ -1277,13 +1277,11 @@ spool_remove(struct spool *sp, const char *id)
 int
 spool_move_failed(struct spool *sp, const char *id, const char *reason)
 {
-	char from[4096], to[4096], name[SPOOL_ID_MAX + 8];
+	char from[4096], to[4096], reason_path[4096], name[SPOOL_ID_MAX + 8];
 	snprintf(name, sizeof(name), "%s.reason", id);
-	path_join(to, sizeof(to), sp->dir, "failed", name);
+	path_join(reason_path, sizeof(reason_path), sp->dir, "failed", name);
 	/* The message matters more than its reason (which is in the log
 	 * too): on a full disk it moves all the same, without one. */
-	char reason_path[4096];
-	snprintf(reason_path, sizeof(reason_path), "%s", to);
 	FILE *f = fopen(reason_path, "we");
 	int wrote = f != NULL && fprintf(f, "%s\n", reason) >= 0;
 	if (f != NULL && fclose(f) != 0)

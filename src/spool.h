@@ -2,7 +2,7 @@
  * spool.h — the durable store under spool_dir.
  *
  *   tmp/<id>          being written; removed at start-up (never delivered)
-*   tmp/free.<n>      files of delivered messages, reused for new ones
+ *   tmp/free.<n>      files of delivered messages, reused for new ones
  *                     (at most 256 of up to 64 KB; removed at a clean stop)
  *   queue/<id>        committed: envelope header, empty line, message
  *   queue/<id>.state  delivery progress (recipients done or failed,
