@@ -13,7 +13,7 @@ PY=/usr/bin/python3
 # kB: 40 MB kept + the daemon itself; sanitizer builds carry shadow memory
 # and a quarantine of freed blocks (kept small here).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
-if ldd "$SESRELAYD" 2>/dev/null | grep -q libasan; then
+if ldd "$SESRELAYD" 2>/dev/null | grep libasan >/dev/null; then
 	HWM_MAX=200000
 else
 	HWM_MAX=80000

@@ -22,7 +22,7 @@ ulimit -n "$hard"
 # Memory bounds (kB): sanitizer builds carry shadow memory, and a
 # quarantine of freed blocks (kept small here).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
-if ldd "$SESRELAYD" 2>/dev/null | grep -q libasan; then
+if ldd "$SESRELAYD" 2>/dev/null | grep libasan >/dev/null; then
 	RSS_MAX=150000
 else
 	RSS_MAX=40000

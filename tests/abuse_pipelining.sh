@@ -11,7 +11,7 @@ set -euo pipefail
 PY=/usr/bin/python3
 # kB; sanitizer builds carry shadow memory and a quarantine (kept small)
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
-if ldd "$SESRELAYD" 2>/dev/null | grep -q libasan; then
+if ldd "$SESRELAYD" 2>/dev/null | grep libasan >/dev/null; then
 	HWM_MAX=150000
 else
 	HWM_MAX=30000

@@ -32,6 +32,6 @@ for m in $(sed -n 's/.*"\(sesrelay_[a-z_]*\)".*/\1/p' "$TESTS_DIR/../src/metrics
 done
 # the rendered pages have no leftover macros
 for p in "${pages[@]}"; do
-	! mandoc -T ascii "$p" | grep -qE '^\.[A-Z][a-z]' || t_fail "$p renders a raw macro"
+	! mandoc -T ascii "$p" | grep -E '^\.[A-Z][a-z]' >/dev/null || t_fail "$p renders a raw macro"
 done
 t_ok "sesrelayd.8 covers systemd, socket activation, credentials, metrics and logging"
