@@ -98,19 +98,27 @@ raise_fd_limit(const struct config *cfg)
 		    (unsigned long long)need, cfg->max_clients);
 }
 
-/* The TLS files the configuration names must load: checked by -n and
- * before start-up goes on, so that a bad certificate is a bad
- * configuration (exit 2) that names its key. */
+/* The TLS files the configuration names must load, so that a bad
+ * certificate is a bad configuration (exit 2) that names its key.  The
+ * upstream trust store (with_ca) only for -n: a start loads it once, in
+ * relay_pool_new(), and loading the system store takes some 25 ms; the
+ * inbound key pair is cheap to load twice. */
 static int
-check_tls_files(const struct config *cfg, char *err, size_t errlen)
+check_tls_files(const struct config *cfg, int with_ca, char *err,
+    size_t errlen)
 {
 	char why[256];
-	SSL_CTX *ctx = tls_client_ctx_new(cfg->ca_file, why, sizeof(why));
-	if (ctx == NULL) {
-		snprintf(err, errlen, "%s: [ses] ca_file: %s", cfg->path, why);
-		return -1;
+	SSL_CTX *ctx;
+
+	if (with_ca) {
+		if ((ctx = tls_client_ctx_new(cfg->ca_file, why,
+		    sizeof(why))) == NULL) {
+			snprintf(err, errlen, "%s: [ses] ca_file: %s",
+			    cfg->path, why);
+			return -1;
+		}
+		SSL_CTX_free(ctx);
 	}
-	SSL_CTX_free(ctx);
 	if (cfg->tls_cert == NULL || cfg->tls_key == NULL)
 		return 0;
 	ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, why, sizeof(why));
@@ -523,7 +531,7 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 2;
 	}
-	if (check_tls_files(d.cfg, err, sizeof(err)) != 0) {
+	if (check_tls_files(d.cfg, check_only, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		config_unref(d.cfg);
 		return 2;
@@ -561,7 +569,9 @@ main(int argc, char *argv[])
 		fatalx("cannot set up DNS resolution (/etc/resolv.conf)");
 	d.pool = relay_pool_new(d.base, d.dns, d.cfg, err, sizeof(err));
 	if (d.pool == NULL) {
-		fprintf(stderr, "sesrelayd: %s\n", err);
+		/* only its TLS context can fail: the trust store */
+		fprintf(stderr, "sesrelayd: %s: [ses] ca_file: %s\n",
+		    d.cfg->path, err);
 		return 2;
 	}
 	d.server = smtp_server_new(d.base, d.cfg, d.pool);

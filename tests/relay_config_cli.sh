@@ -105,6 +105,11 @@ broken badcert 'tls_cert, tls_key'
 sed "s|^ca_file = .*|ca_file = $C/junk.pem|" "$GOOD" >"$C/badca.conf"
 broken badca 'ca_file: '
 ! grep -q duplicate "$C/badca.stderr" || t_fail "badca: $(cat "$C/badca.stderr")"
+# ... and for a start, which loads the trust store once, for the pool
+rc=0
+timeout 20 "$SESRELAYD" -f -c "$C/badca.conf" >/dev/null 2>"$C/badca.start" || rc=$?
+[ $rc = 2 ] && grep -q '\[ses\] ca_file: ' "$C/badca.start" ||
+	t_fail "badca: a start exited $rc, expected 2 naming ca_file: $(cat "$C/badca.start")"
 
 broken missing "$C/missing.conf"
 
