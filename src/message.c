@@ -169,6 +169,10 @@ message_build(const struct config *cfg, const char *envelope_sender,
 	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
 	    hlen, &info);
 	size_t nins = ses_fields(cfg, envelope_sender, info.from_address, ins);
+	if (origin == NULL) {
+		rewrite(raw, hlen, ins, nins, out);
+		return;
+	}
 
 	char date[64], received[1024];
 	rfc5322_date(date, sizeof(date));
@@ -185,18 +189,4 @@ message_build(const struct config *cfg, const char *envelope_sender,
 		    origin->protocol, origin->id, date);
 	ins[nins++] = (struct ses_header_field){ "Received", received };
 	rewrite(raw, hlen, ins, nins, out);
-}
-
-void
-message_build_local(const struct config *cfg, const char *envelope_sender,
-    struct evbuffer *raw, struct evbuffer *out)
-{
-	struct ses_header_field ins[5];
-	size_t hlen = header_length(raw);
-	struct ses_header_info info;
-
-	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
-	    hlen, &info);
-	rewrite(raw, hlen, ins, ses_fields(cfg, envelope_sender,
-	    info.from_address, ins), out);
 }

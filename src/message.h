@@ -53,19 +53,13 @@ int message_from_permitted(const struct config *cfg, struct evbuffer *raw,
  * Move raw (checked) into out as it must go upstream: the X-SES-* fields
  * chosen by cfg for the envelope sender and the From: address at the top,
  * then the Received: line, then the client's header without its X-SES-*
- * fields, then the body, untouched.  raw is left empty.
+ * fields, then the body, untouched.  raw is left empty.  origin NULL: a
+ * message the relay made itself (a DSN), which gets the same X-SES-*
+ * fields as any message from that sender but no Received: line (the
+ * relay received nothing).
  */
 void message_build(const struct config *cfg, const char *envelope_sender,
     const struct message_origin *origin, struct evbuffer *raw,
     struct evbuffer *out);
-
-/*
- * The same for a message the relay made itself (a DSN): the X-SES-*
- * fields for the envelope sender and the From: address at the top, as
- * for any message from that sender, but no Received: line (the relay
- * received nothing).  raw is left empty.
- */
-void message_build_local(const struct config *cfg, const char *envelope_sender,
-    struct evbuffer *raw, struct evbuffer *out);
 
 #endif

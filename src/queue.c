@@ -243,7 +243,7 @@ bounce_start(struct queue *q, const struct spool_envelope *env,
 	bounce_build(q->cfg, env, dsn->id, orig, report);
 	evbuffer_free(orig);
 	/* from null_sender like any other message: its [sender] ARNs too */
-	message_build_local(q->cfg, dsn->sender, report, msg);
+	message_build(q->cfg, dsn->sender, NULL, report, msg);
 	evbuffer_free(report);
 	dsn->size = evbuffer_get_length(msg);
 
