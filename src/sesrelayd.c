@@ -572,6 +572,9 @@ main(int argc, char *argv[])
 		/* only its TLS context can fail: the trust store */
 		fprintf(stderr, "sesrelayd: %s: [ses] ca_file: %s\n",
 		    d.cfg->path, err);
+		evdns_base_free(d.dns, 0);
+		event_base_free(d.base);
+		config_unref(d.cfg);
 		return 2;
 	}
 	d.server = smtp_server_new(d.base, d.cfg, d.pool);
