@@ -1293,6 +1293,16 @@ static const char *const slot_arn_keys[] = {
 	"source_arn", "from_arn", "return_path_arn"
 };
 
+const char *
+config_key_name(size_t i, const char **section)
+{
+	if (i >= NKEYS)
+		return NULL;
+	if (section != NULL)
+		*section = sect_names[keys[i].sect];
+	return keys[i].name;
+}
+
 static const struct key *
 find_key(enum sect s, const char *name)
 {

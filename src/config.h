@@ -170,6 +170,11 @@ int config_sender_restricted(const struct config *cfg);
  * cfg->allow; AF_UNIX is always allowed. */
 int config_client_allowed(const struct config *cfg, const struct sockaddr *sa);
 
+/* The i-th key of the key table, in the order of the sample file, with
+ * its section name in *section (may be NULL); NULL past the last key.
+ * The tests check the sample config and the manual against this list. */
+const char *config_key_name(size_t i, const char **section);
+
 /* Parsers for the value syntaxes, exported for tests and for other tools.
  * Each returns 0, or -1 on a malformed value. */
 int config_parse_size(const char *s, uint64_t *out);		/* 10, 64K, 40M */
