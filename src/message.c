@@ -23,8 +23,8 @@ refuse(struct relay_reply *r, int code, const char *enhanced,
 
 /* Length of the header section: through the first empty line, or all of
  * buf when there is none (a message without a body). */
-static size_t
-header_length(struct evbuffer *buf)
+size_t
+message_header_length(struct evbuffer *buf)
 {
 	size_t len = evbuffer_get_length(buf);
 	if (len >= 2) {
@@ -38,8 +38,8 @@ header_length(struct evbuffer *buf)
 }
 
 int
-message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
-    uint64_t size, struct relay_reply *reply)
+message_check_data(const struct config *cfg, unsigned flags, uint64_t size,
+    int has_nul, struct relay_reply *reply)
 {
 	if (flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR | SMTP_DATA_LOOSE_END)) {
 		refuse(reply, 550, "5.6.0", "Message refused: bare CR or LF "
@@ -56,7 +56,19 @@ message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
 		    "longer than 998 characters (RFC 5322 limit)");
 		return -1;
 	}
-	size_t hlen = header_length(raw);
+	if (has_nul) {
+		refuse(reply, 554, "5.6.0", "Message refused: it contains a "
+		    "NUL octet, which RFC 5322 and 8BITMIME (RFC 6152) do not "
+		    "allow (BINARYMIME is not offered)");
+		return -1;
+	}
+	return 0;
+}
+
+int
+message_check_header(struct evbuffer *raw, size_t hlen,
+    struct relay_reply *reply)
+{
 	struct ses_header_info info;
 	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),
 	    hlen, &info);
@@ -72,11 +84,21 @@ message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
 }
 
 int
+message_check(const struct config *cfg, struct evbuffer *raw, unsigned flags,
+    uint64_t size, struct relay_reply *reply)
+{
+	if (message_check_data(cfg, flags, size,
+	    evbuffer_search(raw, "", 1, NULL).pos >= 0, reply) != 0)
+		return -1;
+	return message_check_header(raw, message_header_length(raw), reply);
+}
+
+int
 message_from_permitted(const struct config *cfg, struct evbuffer *raw,
     const char *auth_user, const struct sockaddr *client,
     char refused[SES_ADDRESS_MAX])
 {
-	size_t hlen = header_length(raw);
+	size_t hlen = message_header_length(raw);
 	const char *hdr = (const char *)evbuffer_pullup(raw, (ssize_t)hlen);
 	struct ses_header_info info;
 	size_t pos = 0, n = 0;
@@ -85,7 +107,7 @@ message_from_permitted(const struct config *cfg, struct evbuffer *raw,
 	refused[0] = '\0';
 	ses_headers_scan(hdr, hlen, &info);
 	if (!info.has_from)
-		return 1;
+		return config_sender_restricted(cfg) ? MESSAGE_FROM_MISSING : 1;
 	while ((r = ses_headers_next_address(hdr + info.from_value,
 	    info.from_value_len, &pos, refused)) == 1) {
 		if (!config_sender_permitted(cfg, refused, auth_user, client))
@@ -163,7 +185,7 @@ message_build(const struct config *cfg, const char *envelope_sender,
     struct evbuffer *out)
 {
 	struct ses_header_field ins[6];
-	size_t hlen = header_length(raw);
+	size_t hlen = message_header_length(raw);
 	struct ses_header_info info;
 
 	ses_headers_scan((const char *)evbuffer_pullup(raw, (ssize_t)hlen),

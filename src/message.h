@@ -35,16 +35,30 @@ struct message_origin {
  */
 int message_check(const struct config *cfg, struct evbuffer *raw,
     unsigned flags, uint64_t size, struct relay_reply *reply);
+/* The same checks in two parts, for a message checked as it streams by:
+ * what the DATA reader found in all of it (flags, size, whether a NUL
+ * octet was seen: refused, see README), and its header section (the
+ * first hlen octets of raw: duplicated singleton fields). */
+int message_check_data(const struct config *cfg, unsigned flags,
+    uint64_t size, int has_nul, struct relay_reply *reply);
+int message_check_header(struct evbuffer *raw, size_t hlen,
+    struct relay_reply *reply);
+/* Octets of raw's header section, through its empty line (all of raw if
+ * it has none). */
+size_t message_header_length(struct evbuffer *raw);
 
 /*
  * Whether the client (auth_user, NULL if not authenticated; its address)
  * may send raw with the From: field it has: 1 if every address in it is
- * permitted (config_sender_permitted) or there is no From: field; else 0,
+ * permitted (config_sender_permitted), or there is no From: field and no
+ * [sender] rule restricts users or networks (config_sender_restricted);
+ * MESSAGE_FROM_MISSING if there is none while one does; else 0,
  * with the first address not permitted in refused, or refused "" if the
- * field cannot be parsed or holds no address while some [sender] rule
- * restricts users or networks (config_sender_restricted): an address that
- * cannot be read cannot be checked.
+ * field cannot be parsed or holds no address while some rule restricts:
+ * an address that cannot be read cannot be checked.  (Several From:
+ * fields are refused by message_check as a duplicated field.)
  */
+#define MESSAGE_FROM_MISSING (-1)
 int message_from_permitted(const struct config *cfg, struct evbuffer *raw,
     const char *auth_user, const struct sockaddr *client,
     char refused[SES_ADDRESS_MAX]);

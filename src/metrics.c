@@ -206,6 +206,14 @@ render(struct metrics *m, struct evbuffer *b)
 	    "Size of accepted messages as received.", ss->bytes);
 	histogram(b, "sesrelay_smtp_reply_seconds", "Time from the client's "
 	    "final dot to our reply.", &ss->reply_latency);
+	static const char *const limits[] = { "errors", "unknown", "junk",
+	    "rset", "transactions" };
+	uint64_t lv[] = { ss->closed_errors, ss->closed_unknown,
+	    ss->closed_junk, ss->closed_rset, ss->closed_transactions };
+	labelled(b, "sesrelay_smtp_limit_closes_total", "counter",
+	    "Client sessions closed with 421 for going over a per-session "
+	    "limit: failed commands, unknown commands, NOOP/VRFY/EXPN/HELP, "
+	    "RSET, transactions.", "limit", 5, limits, lv);
 
 	/* the queue */
 	if (m->queue != NULL) {

@@ -27,6 +27,9 @@
 #define RCPT_INFLIGHT 3
 /* ... and of one SES deferred in this attempt: pending again after it. */
 #define RCPT_DEFERRED 4
+/* A DSN quotes the original's header section: read at most this much of
+ * it (the relay accepts a header section of at most MESSAGE_HEADER_MAX). */
+#define BOUNCE_READ_MAX (1024 * 1024)
 
 struct qentry {
 	TAILQ_ENTRY(qentry) entry;	/* queue->all */
@@ -225,7 +228,8 @@ bounce_start(struct queue *q, const struct spool_envelope *env,
 		return "null_sender is not set (SES refuses <>)";
 
 	struct evbuffer *orig = evbuffer_new();
-	if (spool_read_message(q->spool, env->id, orig) != 0) {
+	/* the DSN quotes the header section only: a bounded read */
+	if (spool_read_message(q->spool, env->id, orig, BOUNCE_READ_MAX) != 0) {
 		evbuffer_free(orig);
 		return "the message could not be read back";
 	}
@@ -576,8 +580,11 @@ send_chunk(struct qentry *e, size_t n)
 	struct queue *q = e->q;
 	struct spool_envelope *env = e->env;
 	struct relay_msg *msg = relay_msg_new(env->id, env->sender);
+	uint64_t off, len;
+	/* read in pieces as the upstream takes it, never held whole */
+	int fd = spool_open_message(q->spool, env->id, &off, &len);
 
-	if (spool_read_message(q->spool, env->id, msg->body) != 0) {
+	if (fd < 0) {
 		int err = errno;
 		relay_msg_free(msg);
 		log_warnx("queue id=%s: cannot read from the spool: %s",
@@ -589,7 +596,8 @@ send_chunk(struct qentry *e, size_t n)
 	struct chunk *c = xcalloc(1, sizeof(*c));
 	c->e = e;
 	c->idx = xcalloc(n, sizeof(*c->idx));
-	c->size = evbuffer_get_length(msg->body);
+	relay_msg_set_file(msg, fd, off, len);
+	c->size = len;
 	for (size_t i = 0; i < env->nrcpts && c->n < n; i++) {
 		if (env->rcpt_state[i] != SPOOL_RCPT_PENDING)
 			continue;

@@ -7,11 +7,13 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -39,6 +41,11 @@
 #define SEND_COPY_MAX (64 * 1024)
 /* Encrypted bytes waiting for the socket, at most (then TLS waits). */
 #define SEND_BUFFER_MAX (256 * 1024)
+/* A message with a source (relay_msg.src) is fed to the output in pieces
+ * of this size while the output holds less than PUMP_LOW: memory per
+ * upstream session stays bounded whatever the message size. */
+#define PUMP_CHUNK (64 * 1024)
+#define PUMP_LOW (128 * 1024)
 /* A session that will close after session_messages gets its replacement
  * this many messages ahead (a new session needs ~7 round trips), or a
  * quarter of session_messages if that is less. */
@@ -47,13 +54,13 @@
 enum sess_state {
 	S_RESOLVE, S_CONNECT, S_GREETING, S_EHLO, S_STARTTLS, S_HANDSHAKE,
 	S_AUTH, S_AUTH_LOGIN_USER, S_AUTH_LOGIN_PASS, S_READY, S_MAIL, S_RCPT,
-	S_DATA, S_DOT, S_RSET, S_QUIT, S_CLOSED
+	S_DATA, S_BODY, S_DOT, S_RSET, S_QUIT, S_CLOSED
 };
 
 static const char *state_names[] = {
 	"resolve", "connect", "greeting", "ehlo", "starttls", "handshake",
 	"auth", "auth-login-user", "auth-login-pass", "ready", "mail", "rcpt",
-	"data", "dot", "rset", "quit", "closed"
+	"data", "body", "dot", "rset", "quit", "closed"
 };
 
 struct relay_session;
@@ -99,6 +106,11 @@ struct relay_session {
 	int retiring;			/* near its last job (session_messages) */
 	int peer_closed;		/* SES closed: take no new job */
 	int cap_starttls, cap_plain, cap_login, cap_8bitmime;
+	/* S_BODY: the message is being pumped from its source */
+	struct event *pump_ev;		/* relay_job_resume */
+	int src_eof;			/* the source said EOF */
+	int src_wait;			/* the source said WAIT */
+	char body_prev;			/* last octet sent, for dot-stuffing */
 	/* the reply being read, lines joined with '\n' */
 	char reply[SMTP_REPLY_MAX];
 	size_t reply_len;
@@ -133,6 +145,7 @@ static void session_close(struct relay_session *, const char *why);
 static void session_next(struct relay_session *);
 static void session_read_cb(struct bufferevent *, void *);
 static void session_event_cb(struct bufferevent *, short, void *);
+static void session_write_cb(struct bufferevent *, void *);
 static void session_free(struct relay_session *);
 static void pool_dispatch(struct relay_pool *);
 
@@ -169,7 +182,72 @@ relay_msg_free(struct relay_msg *msg)
 	free(msg->sender);
 	if (msg->body != NULL)
 		evbuffer_free(msg->body);
+	if (msg->src.free != NULL)
+		msg->src.free(msg->src.arg);
 	free(msg);
+}
+
+struct file_source {
+	int fd;
+	uint64_t off, left;
+	char id[32];
+};
+
+static enum relay_src_status
+file_source_read(void *arg, struct evbuffer *out, size_t max)
+{
+	struct file_source *f = arg;
+	struct evbuffer_iovec v;
+	if (f->left == 0)
+		return RELAY_SRC_EOF;
+	size_t n = f->left < max ? (size_t)f->left : max;
+	if (evbuffer_reserve_space(out, (ssize_t)n, &v, 1) < 1)
+		fatalx("evbuffer_reserve_space failed");
+	ssize_t r;
+	do
+		r = pread(f->fd, v.iov_base, n, (off_t)f->off);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0) {
+		log_warnx("upstream: message %s: cannot read the spool file: %s",
+		    f->id, r == 0 ? "file is shorter than its envelope says" :
+		    strerror(errno));
+		return RELAY_SRC_ABORT;
+	}
+	v.iov_len = (size_t)r;
+	evbuffer_commit_space(out, &v, 1);
+	f->off += (uint64_t)r;
+	f->left -= (uint64_t)r;
+	return f->left == 0 ? RELAY_SRC_EOF : RELAY_SRC_DATA;
+}
+
+static void
+file_source_free(void *arg)
+{
+	struct file_source *f = arg;
+	close(f->fd);
+	free(f);
+}
+
+void
+relay_msg_set_file(struct relay_msg *msg, int fd, uint64_t off, uint64_t len)
+{
+	struct file_source *f = xcalloc(1, sizeof(*f));
+	f->fd = fd;
+	f->off = off;
+	f->left = len;
+	snprintf(f->id, sizeof(f->id), "%s", msg->id);
+	msg->src = (struct relay_source){ file_source_read, file_source_free,
+	    f, len };
+}
+
+uint64_t
+relay_msg_size(const struct relay_msg *msg)
+{
+	if (msg->src.read == NULL)
+		return evbuffer_get_length(msg->body);
+	if (msg->src.size == RELAY_SIZE_UNKNOWN)
+		return RELAY_SIZE_UNKNOWN;
+	return evbuffer_get_length(msg->body) + msg->src.size;
 }
 
 /* ---- replies ---- */
@@ -396,10 +474,37 @@ relay_cancel(struct relay_job *job)
 	if (job->queued) {
 		job_unqueue(job);
 		job_free(job);
+		return;
+	}
+	struct relay_session *s = job->sess;
+	if (s != NULL && job->msg != NULL && job->msg->src.read != NULL &&
+	    s->state >= S_MAIL && s->state < S_DOT) {
+		/* its source belongs to the submitter, which is going away,
+		 * and the message is not all sent: SES must not get a part
+		 * of it, so the session goes without the final dot */
+		struct relay_pool *pool = s->pool;
+		log_info("upstream u%u: message %s abandoned by its sender; "
+		    "closing the session without ending the data", s->id,
+		    job->msg->id);
+		s->job = NULL;
+		job->sess = NULL;
+		job_free(job);
+		session_close(s, "message abandoned");
+		if (!pool->shutting_down)
+			pool_dispatch(pool);
+		return;
 	}
 	/* A job on a session finishes its transaction (the message is
 	 * already on its way) and is freed silently; a deferred one is
 	 * freed when its timer fires. */
+}
+
+void
+relay_job_resume(struct relay_job *job)
+{
+	struct relay_session *s = job->sess;
+	if (s != NULL && s->state == S_BODY && s->src_wait)
+		event_active(s->pump_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- pool ---- */
@@ -604,6 +709,8 @@ session_free(struct relay_session *s)
 		bufferevent_free(s->bev);
 	if (s->idle_ev != NULL)
 		event_free(s->idle_ev);
+	if (s->pump_ev != NULL)
+		event_free(s->pump_ev);
 	config_unref(s->cfg);
 	wipe(s->reply, sizeof(s->reply));
 	free(s);
@@ -626,6 +733,8 @@ session_close(struct relay_session *s, const char *why)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	if (s->idle_ev != NULL)
 		evtimer_del(s->idle_ev);
+	if (s->pump_ev != NULL)
+		event_del(s->pump_ev);
 	/* never free a session under its own running callback */
 	if (s->in_cb > 0)
 		s->dead = 1;
@@ -723,7 +832,8 @@ session_connect_next(struct relay_session *s)
 	s->bev = bufferevent_socket_new(s->pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new failed");
-	bufferevent_setcb(s->bev, session_read_cb, NULL, session_event_cb, s);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
 	session_timeout(s, CONNECT_TIMEOUT);
 	session_set_state(s, S_CONNECT);
 	addr_format(ai->ai_addr, addr, sizeof(addr));
@@ -812,7 +922,8 @@ session_start_tls(struct relay_session *s)
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, SEND_BUFFER_MAX);
 	s->bev = tls;
 	s->ssl = ssl;
-	bufferevent_setcb(s->bev, session_read_cb, NULL, session_event_cb, s);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_timeout(s, COMMAND_TIMEOUT);
 	session_set_state(s, S_HANDSHAKE);
@@ -993,8 +1104,13 @@ session_next(struct relay_session *s)
 		if (pool->nsessions - pool->nretiring < s->cfg->max_connections)
 			session_start(pool);
 	}
-	session_send(s, S_MAIL, COMMAND_TIMEOUT, "MAIL FROM:<%s> SIZE=%zu%s",
-	    job->msg->sender, evbuffer_get_length(job->msg->body),
+	uint64_t size = relay_msg_size(job->msg);
+	char sizep[32] = "";
+	if (size != RELAY_SIZE_UNKNOWN)
+		snprintf(sizep, sizeof(sizep), " SIZE=%llu",
+		    (unsigned long long)size);
+	session_send(s, S_MAIL, COMMAND_TIMEOUT, "MAIL FROM:<%s>%s%s",
+	    job->msg->sender, sizep,
 	    job->msg->eightbit && s->cap_8bitmime ? " BODY=8BITMIME" : "");
 }
 
@@ -1154,6 +1270,98 @@ send_body(struct relay_session *s, struct evbuffer *body)
 	evbuffer_add(tmp, ".\r\n", 3);
 	evbuffer_add_buffer(bufferevent_get_output(s->bev), tmp);
 	evbuffer_free(tmp);
+}
+
+/* Move all of body to out dot-stuffed, *prev being the octet sent before
+ * it ('\n' at the start of the message); one addition to out. */
+static void
+stuff_move(struct evbuffer *body, struct evbuffer *out, char *prev)
+{
+	size_t len = evbuffer_get_length(body);
+	char first, last;
+	struct evbuffer_ptr end;
+	if (len == 0)
+		return;
+	struct evbuffer *tmp = evbuffer_new();
+	if (tmp == NULL)
+		fatalx("evbuffer_new failed");
+	evbuffer_ptr_set(body, &end, len - 1, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(body, &end, &last, 1);
+	evbuffer_copyout(body, &first, 1);
+	if (*prev == '\n' && first == '.')
+		evbuffer_add(tmp, ".", 1);
+	while (evbuffer_get_length(body) > 0) {
+		struct evbuffer_ptr dot = evbuffer_search(body, "\n.", 2, NULL);
+		size_t n = dot.pos >= 0 ? (size_t)dot.pos + 1 :
+		    evbuffer_get_length(body);
+		evbuffer_remove_buffer(body, tmp, n);
+		if (dot.pos >= 0)
+			evbuffer_add(tmp, ".", 1);
+	}
+	*prev = last;
+	evbuffer_add_buffer(out, tmp);
+	evbuffer_free(tmp);
+}
+
+/* S_BODY: fill the output from the message's source while it holds less
+ * than PUMP_LOW; the write callback and relay_job_resume come back. */
+static void
+session_pump(struct relay_session *s)
+{
+	struct relay_msg *msg = s->job->msg;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	s->src_wait = 0;
+	while (evbuffer_get_length(out) < PUMP_LOW) {
+		if (evbuffer_get_length(msg->body) == 0) {
+			if (s->src_eof) {
+				if (s->body_prev != '\n')
+					evbuffer_add(out, "\r\n", 2);
+				evbuffer_add(out, ".\r\n", 3);
+				session_timeout(s, DATA_END_TIMEOUT);
+				session_set_state(s, S_DOT);
+				return;
+			}
+			enum relay_src_status st = msg->src.read(msg->src.arg,
+			    msg->body, PUMP_CHUNK);
+			if (st == RELAY_SRC_ABORT) {
+				session_fail_local(s, 451, "4.3.0", "message %s "
+				    "not sent: its data could not be read or "
+				    "was refused", msg->id);
+				return;
+			}
+			if (st == RELAY_SRC_EOF)
+				s->src_eof = 1;
+			if (st == RELAY_SRC_WAIT &&
+			    evbuffer_get_length(msg->body) == 0) {
+				s->src_wait = 1;
+				return;
+			}
+			continue;
+		}
+		stuff_move(msg->body, out, &s->body_prev);
+		session_timeout(s, DATA_END_TIMEOUT);
+	}
+}
+
+static void
+pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_session *s = arg;
+	s->in_cb++;
+	if (s->state == S_BODY && s->job != NULL)
+		session_pump(s);
+	if (--s->in_cb == 0 && s->dead)
+		session_free(s);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct relay_session *s = arg;
+	if (s->state == S_BODY && s->job != NULL && !s->src_wait &&
+	    s->bev == bev)
+		pump_cb(-1, 0, s);
 }
 
 /* The message id SES gives in "250 Ok <id>". */
@@ -1319,6 +1527,21 @@ session_reply(struct relay_session *s, int code, const char *text)
 			job->sess = NULL;
 			job_complete(job, status_of(code), &r, NULL);
 			session_send(s, S_RSET, COMMAND_TIMEOUT, "RSET");
+			return;
+		}
+		if (job->msg->src.read != NULL) {
+			if (s->pump_ev == NULL)
+				s->pump_ev = event_new(s->pool->base, -1, 0,
+				    pump_cb, s);
+			s->src_eof = 0;
+			s->src_wait = 0;
+			s->body_prev = '\n';
+			/* the write callback runs when the output drains
+			 * below PUMP_LOW */
+			bufferevent_setwatermark(s->bev, EV_WRITE, PUMP_LOW, 0);
+			session_set_state(s, S_BODY);
+			session_timeout(s, DATA_END_TIMEOUT);
+			session_pump(s);
 			return;
 		}
 		send_body(s, job->msg->body);

@@ -52,12 +52,44 @@ struct relay_reply {
 	int from_ses;				/* 1 if SES said it */
 };
 
+/*
+ * The part of a message that is not in relay_msg.body, read in pieces as
+ * the upstream takes it: a spool file, or (passthrough) the client's DATA
+ * as it arrives.  So a message is never held whole in memory.
+ *
+ * read appends at most max octets to out and says:
+ *   RELAY_SRC_DATA   some octets were added (there may be more);
+ *   RELAY_SRC_WAIT   none now: the submitter calls relay_job_resume once
+ *                    it has more (or its end);
+ *   RELAY_SRC_EOF    that was all (out may have got a last piece);
+ *   RELAY_SRC_ABORT  the message must not be sent: the pool closes the
+ *                    upstream session without the final dot, so SES drops
+ *                    the transaction, and the job fails (451).
+ * read is called only from the event loop, never from inside
+ * relay_job_resume.  free (may be NULL) is called with the message.
+ */
+enum relay_src_status {
+	RELAY_SRC_DATA, RELAY_SRC_WAIT, RELAY_SRC_EOF, RELAY_SRC_ABORT
+};
+#define RELAY_SIZE_UNKNOWN UINT64_MAX
+struct relay_source {
+	enum relay_src_status (*read)(void *arg, struct evbuffer *out,
+	    size_t max);
+	void (*free)(void *arg);
+	void *arg;
+	uint64_t size;		/* octets read gives in all, or
+				 * RELAY_SIZE_UNKNOWN (then no SIZE=) */
+};
+
 struct relay_msg {
 	char id[32];		/* queue or session id, for logs */
 	char *sender;		/* MAIL FROM address; never empty */
 	char **rcpts;		/* 1..RELAY_MAX_RCPTS addresses */
 	size_t nrcpts;
-	struct evbuffer *body;	/* the message: CRLF lines, not dot-stuffed */
+	/* the message (CRLF lines, not dot-stuffed): all of it, or with
+	 * src.read set its first part, the rest coming from src */
+	struct evbuffer *body;
+	struct relay_source src;
 	int eightbit;		/* send BODY=8BITMIME */
 	/* 1: if SES refuses any recipient, send nothing and fail the whole
 	 * job with that refusal (passthrough: one reply for all). 0: deliver
@@ -102,7 +134,9 @@ void relay_pool_set_trace(struct relay_pool *pool, relay_trace_fn *fn,
  * The same holds for relay_probe. */
 struct relay_job *relay_submit(struct relay_pool *pool, struct relay_msg *msg,
     relay_done_fn *done, void *arg);
-/* The submitter is going away: done will not be called for job. */
+/* The submitter is going away: done will not be called for job.  A job
+ * whose message has a source and is not yet all sent is dropped with its
+ * upstream session (no final dot): the source is not read again. */
 void relay_cancel(struct relay_job *job);
 
 /* Open a session, authenticate and QUIT, reporting every step through the
@@ -132,5 +166,14 @@ void relay_pool_stats(const struct relay_pool *pool, struct relay_stats *st);
 struct relay_msg *relay_msg_new(const char *id, const char *sender);
 void relay_msg_add_rcpt(struct relay_msg *msg, const char *rcpt);
 void relay_msg_free(struct relay_msg *msg);
+/* The rest of the message is the len octets of fd from off (a spool
+ * file), read in pieces; the message owns fd and closes it. */
+void relay_msg_set_file(struct relay_msg *msg, int fd, uint64_t off,
+    uint64_t len);
+/* Octets of the whole message, or RELAY_SIZE_UNKNOWN. */
+uint64_t relay_msg_size(const struct relay_msg *msg);
+/* msg's source answered RELAY_SRC_WAIT and has more now: read it again
+ * (from the event loop, not from inside this call). */
+void relay_job_resume(struct relay_job *job);
 
 #endif

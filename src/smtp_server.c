@@ -50,6 +50,26 @@
  * its next transaction, but not forever without sending a message
  * (Postfix's smtpd_recipient_overshoot_limit). */
 #define RCPT_OVERSHOOT	1000
+/* Transactions (MAIL commands accepted) and RSETs in one session before
+ * we hang up: a client sends one message after another on a connection,
+ * but not forever (it reconnects after the 421). */
+#define MAX_TRANSACTIONS 10000
+#define MAX_RSET	10000
+/* Unknown or malformed commands in one session (they count as errors
+ * too): a real client sends none. */
+#define MAX_UNKNOWN	10
+/* A message's header section is held until it is complete (it must be
+ * checked and rewritten before anything goes on): at most this much. */
+#define HEADER_MAX	(256 * 1024)
+/* Up to this much of a message is held in memory: a message that fits
+ * goes to the spool journal (one fdatasync shared by many) or upstream in
+ * one piece, as before; a larger one is streamed as it arrives, to its
+ * own spool file or to SES, so a session holds a bounded amount. */
+#define INMEM_MAX	(128 * 1024)
+/* Passthrough: data the upstream has not taken yet, at most this much
+ * before we stop reading the client; reading resumes below PT_LOW. */
+#define PT_HIGH		(256 * 1024)
+#define PT_LOW		(64 * 1024)
 /* How long SIGTERM waits for busy sessions. */
 #define SHUTDOWN_GRACE	30
 /* NOOP, RSET, VRFY, EXPN, HELP in one session before we hang up. */
@@ -148,6 +168,9 @@ struct session {
 	struct sasl_srv *sasl;
 	unsigned auth_failures;
 	unsigned junk;
+	unsigned nrset;
+	unsigned nunknown;
+	unsigned nmail;		/* MAIL commands accepted */
 	struct event *deadline_ev;	/* a command (or DATA) must finish */
 	struct event *pause_ev;
 	struct event *linger_ev;	/* closing: waiting for TLS to drain */
@@ -166,7 +189,27 @@ struct session {
 	size_t nrcpts;
 	int eightbit;
 	struct smtp_data_reader dr;
-	struct evbuffer *data;	/* the message as received, unstuffed */
+	/* the message as it arrives: held until its header section is
+	 * complete and checked, then built (message_build) into out and
+	 * passed on in pieces (sink_push) */
+	struct evbuffer *data;	/* the header section as received */
+	struct evbuffer *out;	/* built, not yet passed on */
+	uint64_t out_size;	/* octets built so far */
+	int hdr_done;		/* header section complete and checked */
+	int discard;		/* refused or cut off: count, keep nothing */
+	int has_nul;		/* a NUL octet was seen */
+	int refused;		/* refusal is the reply for the final dot */
+	int refusal_logged;
+	struct relay_reply refusal;
+	int paused;		/* not reading until the sink drains */
+	struct event *resume_ev;
+	struct spool_envelope *env;	/* spool mode, from the header on */
+	struct spool_stream *stream;	/* spool mode, a large message */
+	struct pt_source *pt;		/* passthrough, a large message */
+	int early;		/* passthrough: SES answered before the dot */
+	enum relay_status early_status;
+	struct relay_reply early_reply;
+	char early_id[128];
 	struct relay_job *job;
 	struct pending_commit *commit;
 	struct timespec t_data;	/* when the final dot arrived */
@@ -181,6 +224,15 @@ struct pending_commit {
 	struct queue *queue;
 	struct session *s;		/* NULL once the session is gone */
 	struct spool_envelope *env;
+};
+
+/* Passthrough, a large message: what the client sent and the upstream
+ * has not taken yet.  It belongs to the relay job's message (freed with
+ * it); s is NULL once the session is gone. */
+struct pt_source {
+	struct session *s;
+	struct evbuffer *buf;
+	int eof;
 };
 
 static void session_process(struct session *);
@@ -218,6 +270,11 @@ reply(struct session *s, const char *fmt, ...)
 static void
 session_detach(struct session *s)
 {
+	if (s->pt != NULL) {
+		/* freed with the job's message, perhaps later than us */
+		s->pt->s = NULL;
+		s->pt = NULL;
+	}
 	if (s->job != NULL) {
 		relay_cancel(s->job);
 		s->job = NULL;
@@ -335,6 +392,20 @@ tx_reset(struct session *s)
 	s->eightbit = 0;
 	if (s->data != NULL)
 		evbuffer_drain(s->data, evbuffer_get_length(s->data));
+	if (s->out != NULL)
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	if (s->stream != NULL) {
+		spool_stream_abort(s->stream);	/* its file goes */
+		s->stream = NULL;
+	}
+	if (s->env != NULL) {
+		spool_envelope_free(s->env);
+		s->env = NULL;
+	}
+	s->out_size = 0;
+	s->hdr_done = s->discard = s->has_nul = 0;
+	s->refused = s->refusal_logged = s->early = 0;
+	s->paused = 0;
 }
 
 /* Count a client error; 1 if the session was closed for too many. */
@@ -345,6 +416,7 @@ client_error(struct session *s)
 		return 0;
 	log_info("session %s client=%s closed: too many errors", s->id,
 	    s->client);
+	s->srv->stats.closed_errors++;
 	reply(s, "421 4.7.0 %s Too many errors, closing connection",
 	    s->cfg->hostname);
 	close_after(s);
@@ -459,6 +531,17 @@ cmd_mail(struct session *s, const char *args)
 		close_after(s);
 		return;
 	}
+	if (s->nmail >= MAX_TRANSACTIONS) {
+		log_info("session %s client=%s closed: more than %d "
+		    "transactions in one session", s->id, s->client,
+		    MAX_TRANSACTIONS);
+		s->srv->stats.closed_transactions++;
+		reply(s, "421 4.7.0 %s Too many transactions in one "
+		    "connection (at most %d), closing; reconnect to go on",
+		    s->cfg->hostname, MAX_TRANSACTIONS);
+		close_after(s);
+		return;
+	}
 	enum smtp_path_result r = args == NULL ? SMTP_PATH_SYNTAX :
 	    smtp_parse_mail_args(args, &ma, &why);
 	switch (r) {
@@ -519,6 +602,7 @@ cmd_mail(struct session *s, const char *args)
 		s->sender = xstrdup(ma.address);
 	}
 	s->eightbit = ma.body == SMTP_BODY_8BITMIME;
+	s->nmail++;
 	set_state(s, SS_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
@@ -591,6 +675,12 @@ cmd_data(struct session *s, const char *args)
 	}
 	if (s->data == NULL)
 		s->data = evbuffer_new();
+	if (s->out == NULL)
+		s->out = evbuffer_new();
+	if (s->data == NULL || s->out == NULL)
+		fatalx("evbuffer_new failed");
+	s->ntx++;
+	snprintf(s->txid, sizeof(s->txid), "%s.%u", s->id, s->ntx);
 	smtp_data_init(&s->dr);
 	set_state(s, SS_DATA);
 	arm_deadline(s, DATA_DEADLINE_FACTOR);
@@ -648,15 +738,15 @@ tx_finished(struct session *s)
 	session_process(s);
 }
 
+/* The reply to a transaction the upstream finished, and its log line. */
 static void
-relay_done(const struct relay_result *res, void *arg)
+relay_outcome(struct session *s, enum relay_status status,
+    const struct relay_reply *r, const char *ses_id)
 {
-	struct session *s = arg;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	double delay = (double)(now.tv_sec - s->t_data.tv_sec) +
 	    (double)(now.tv_nsec - s->t_data.tv_nsec) / 1e9;
-	const struct relay_reply *r = &res->reply;
 	const char *enh = r->enhanced[0] != '\0' ? r->enhanced :
 	    r->code < 300 ? "2.0.0" : r->code < 500 ? "4.0.0" : "5.0.0";
 	/* SES's 421 closed SES's session, not this one (RFC 5321 3.8: a 421
@@ -664,17 +754,43 @@ relay_done(const struct relay_result *res, void *arg)
 	 * SES's text, and the session goes on */
 	int code = r->code == 421 ? 451 : r->code;
 
-	s->job = NULL;
 	log_info("delivery id=%s from=<%s> rcpts=%zu size=%zu status=%s "
 	    "reply=\"%d %s %s\" ses_id=%s delay=%.3fs", s->txid, s->sender,
 	    s->nrcpts, (size_t)s->dr.total,
-	    res->status == RELAY_OK ? "sent" :
-	    res->status == RELAY_TEMPFAIL ? "deferred" : "bounced",
-	    r->code, enh, r->text,
-	    res->ses_message_id[0] ? res->ses_message_id : "-", delay);
+	    status == RELAY_OK ? "sent" :
+	    status == RELAY_TEMPFAIL ? "deferred" : "bounced",
+	    r->code, enh, r->text, ses_id[0] ? ses_id : "-", delay);
 	reply(s, "%d %s %s", code, enh, r->text);
 	account(s, code);
 	tx_finished(s);
+}
+
+static void session_pause(struct session *);
+
+static void
+relay_done(const struct relay_result *res, void *arg)
+{
+	struct session *s = arg;
+
+	s->job = NULL;
+	s->pt = NULL;		/* freed with the job's message */
+	if (s->state == SS_DATA) {
+		/* A large message streaming in passthrough: SES (or the
+		 * connection to it) ended the transaction before the final
+		 * dot.  The client gets this outcome then; the rest of its
+		 * data is read and dropped. */
+		s->early = 1;
+		s->early_status = res->status;
+		s->early_reply = res->reply;
+		snprintf(s->early_id, sizeof(s->early_id), "%s",
+		    res->ses_message_id);
+		s->discard = 1;
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		if (s->paused)
+			event_active(s->resume_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	relay_outcome(s, res->status, &res->reply, res->ses_message_id);
 }
 
 /* Back on the event loop after the spool's fsyncs. */
@@ -715,15 +831,14 @@ spool_done(int error, void *arg)
 	tx_finished(s);
 }
 
-/* Spool mode: the message is accepted once it is durable on disk. */
-static void
-spool_message(struct session *s, const struct message_origin *origin_in)
+/* Spool mode, from the header section on: the envelope (and queue id,
+ * which the Received: line names). */
+static struct spool_envelope *
+make_envelope(struct session *s)
 {
 	struct spool_envelope *env = xcalloc(1, sizeof(*env));
-	struct message_origin origin = *origin_in;
 
 	spool_new_id(s->srv->spool, env->id);
-	origin.id = env->id;
 	env->created = time(NULL);
 	env->sender = xstrdup(s->sender);
 	env->null_path = s->null_path;
@@ -733,38 +848,324 @@ spool_message(struct session *s, const struct message_origin *origin_in)
 		env->rcpts[i] = xstrdup(s->rcpts[i]);
 	env->rcpt_state = xcalloc(s->nrcpts, 1);
 	env->rcpt_error = xcalloc(s->nrcpts, sizeof(*env->rcpt_error));
+	return env;
+}
 
-	struct evbuffer *msg = evbuffer_new();
-	message_build(s->cfg, s->sender, &origin, s->data, msg);
-	env->size = evbuffer_get_length(msg);
+static void
+spool_failed(struct session *s, int error, const char *id)
+{
+	log_warnx("spool write failed id=%s: %s", id, strerror(error));
+	if (error == ENOSPC || error == EDQUOT)
+		reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		reply(s, "451 4.3.0 Error: queue file write error: %s",
+		    strerror(error));
+	account(s, 451);
+	tx_reset(s);
+	set_state(s, SS_READY);
+}
 
+/* Spool mode: the message is accepted once it is durable on disk (the
+ * journal for one held in memory; its own file, fdatasync'd, for one
+ * streamed). */
+static void
+spool_message(struct session *s)
+{
+	struct spool_envelope *env = s->env;
 	struct pending_commit *pc = xcalloc(1, sizeof(*pc));
+	struct spool_commit *c;
+
+	s->env = NULL;
 	pc->queue = s->srv->queue;
 	pc->s = s;
 	pc->env = env;
-	if (spool_commit(s->srv->spool, env, msg, spool_done, pc) == NULL) {
+	if (s->stream != NULL) {
+		struct spool_stream *st = s->stream;
+		s->stream = NULL;
+		spool_stream_write(st, s->out);
+		env->size = s->out_size;
+		c = spool_stream_commit(st, env->size, spool_done, pc);
+	} else {
+		env->size = evbuffer_get_length(s->out);
+		c = spool_commit(s->srv->spool, env, s->out, spool_done, pc);
+	}
+	if (c == NULL) {
 		int error = errno;
-		evbuffer_free(msg);
-		pc->s = NULL;
 		free(pc);
-		log_warnx("spool write failed id=%s: %s", env->id,
-		    strerror(error));
-		if (error == ENOSPC || error == EDQUOT)
-			reply(s, "452 4.3.1 Insufficient system storage");
-		else
-			reply(s, "451 4.3.0 Error: queue file write error: %s",
-			    strerror(error));
-		account(s, 451);
+		spool_failed(s, error, env->id);
 		spool_envelope_free(env);
-		tx_reset(s);
-		set_state(s, SS_READY);
 		return;
 	}
-	evbuffer_free(msg);
 	s->commit = pc;
 	set_state(s, SS_RELAYING);
 	set_read_timeout(s, 0);
 	arm_deadline(s, 0);
+}
+
+/* ---- a message as it streams in ---- */
+
+static enum relay_src_status
+pt_read(void *arg, struct evbuffer *out, size_t max)
+{
+	struct pt_source *pt = arg;
+	if (evbuffer_get_length(pt->buf) == 0)
+		return pt->eof ? RELAY_SRC_EOF : RELAY_SRC_WAIT;
+	evbuffer_remove_buffer(pt->buf, out, max);
+	struct session *s = pt->s;
+	if (s != NULL && s->paused && evbuffer_get_length(pt->buf) < PT_LOW)
+		event_active(s->resume_ev, EV_TIMEOUT, 0);
+	return pt->eof && evbuffer_get_length(pt->buf) == 0 ? RELAY_SRC_EOF :
+	    RELAY_SRC_DATA;
+}
+
+static void
+pt_free(void *arg)
+{
+	struct pt_source *pt = arg;
+	evbuffer_free(pt->buf);
+	free(pt);
+}
+
+/* The relay job for s's message (all of it in out, or its start with the
+ * rest to come through a pt_source). */
+static void
+pt_submit(struct session *s, int stream)
+{
+	struct relay_msg *msg = relay_msg_new(s->txid, s->sender);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		relay_msg_add_rcpt(msg, s->rcpts[i]);
+	msg->eightbit = s->eightbit;
+	msg->all_or_nothing = 1;
+	if (stream) {
+		struct pt_source *pt = xcalloc(1, sizeof(*pt));
+		pt->buf = evbuffer_new();
+		if (pt->buf == NULL)
+			fatalx("evbuffer_new failed");
+		pt->s = s;
+		msg->src = (struct relay_source){ pt_read, pt_free, pt,
+		    RELAY_SIZE_UNKNOWN };
+		s->pt = pt;
+	} else {
+		evbuffer_add_buffer(msg->body, s->out);
+	}
+	s->job = relay_submit(s->srv->pool, msg, relay_done, s);
+}
+
+/* Stop reading the client until the sink has room. */
+static void
+session_pause(struct session *s)
+{
+	if (s->paused)
+		return;
+	s->paused = 1;
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (!s->paused || s->state != SS_DATA)
+		return;
+	s->paused = 0;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* The spool wrote enough of the stream. */
+static void
+stream_drained(void *arg)
+{
+	resume_cb(-1, 0, arg);
+}
+
+/* Nothing of this message goes on: drop what was passed on so far (the
+ * spool file, the upstream transaction without its final dot). */
+static void
+sink_abort(struct session *s)
+{
+	if (s->stream != NULL) {
+		spool_stream_abort(s->stream);
+		s->stream = NULL;
+	}
+	if (s->pt != NULL) {
+		s->pt->s = NULL;
+		s->pt = NULL;
+	}
+	if (s->job != NULL) {
+		relay_cancel(s->job);	/* closes the upstream session */
+		s->job = NULL;
+	}
+	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	s->discard = 1;
+}
+
+static void
+refuse_at_dot(struct session *s, int code, const char *enhanced,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Refuse the message now, reply at the final dot. */
+static void
+refuse_at_dot(struct session *s, int code, const char *enhanced,
+    const char *fmt, ...)
+{
+	va_list ap;
+	sink_abort(s);
+	s->refused = 1;
+	s->refusal.code = code;
+	s->refusal.from_ses = 0;
+	snprintf(s->refusal.enhanced, sizeof(s->refusal.enhanced), "%s",
+	    enhanced);
+	va_start(ap, fmt);
+	vsnprintf(s->refusal.text, sizeof(s->refusal.text), fmt, ap);
+	va_end(ap);
+}
+
+/* Pass what out holds on, if it is time: past INMEM_MAX to the spool
+ * stream or the upstream; the client waits while they are behind. */
+static void
+sink_push(struct session *s)
+{
+	size_t len = evbuffer_get_length(s->out);
+	if (s->cfg->mode == RELAY_MODE_SPOOL) {
+		if (s->stream == NULL) {
+			if (len <= INMEM_MAX)
+				return;
+			s->stream = spool_stream_open(s->srv->spool, s->env,
+			    stream_drained, s);
+			if (s->stream == NULL) {
+				refuse_at_dot(s, 451, "4.3.0", "Error: queue "
+				    "file write error: %s", strerror(errno));
+				return;
+			}
+		}
+		if (spool_stream_write(s->stream, s->out) > SPOOL_STREAM_HIGH)
+			session_pause(s);
+		return;
+	}
+	if (s->pt == NULL) {
+		if (len <= INMEM_MAX)
+			return;
+		pt_submit(s, 1);
+	}
+	evbuffer_add_buffer(s->pt->buf, s->out);
+	relay_job_resume(s->job);
+	if (evbuffer_get_length(s->pt->buf) > PT_HIGH)
+		session_pause(s);
+}
+
+/* The header section (the first hlen octets of data) is complete: check
+ * it, then build the message as it goes on.  0, or -1 if refused. */
+static int
+header_done(struct session *s, size_t hlen)
+{
+	struct relay_reply refusal;
+	char from[SES_ADDRESS_MAX];
+
+	s->hdr_done = 1;
+	if (message_check_header(s->data, hlen, &refusal) != 0) {
+		refuse_at_dot(s, refusal.code, refusal.enhanced, "%s",
+		    refusal.text);
+		return -1;
+	}
+	int fr = message_from_permitted(s->cfg, s->data, s->auth_user,
+	    (struct sockaddr *)&s->peer, from);
+	if (fr != 1) {
+		const char *who = s->auth_user != NULL ? s->auth_user :
+		    s->client;
+		const char *whom = s->auth_user != NULL ? "this user" :
+		    "this client";
+		if (fr == MESSAGE_FROM_MISSING) {
+			log_info("delivery id=%s from=<%s> rcpts=%zu "
+			    "status=refused reason=\"no From: header "
+			    "(client %s)\"", s->txid, s->sender, s->nrcpts,
+			    who);
+			refuse_at_dot(s, 550, "5.7.1", "Message has no From: "
+			    "header, and senders are restricted here: the "
+			    "From: address must be one allowed for %s", whom);
+		} else if (from[0] != '\0') {
+			log_info("delivery id=%s from=<%s> rcpts=%zu "
+			    "status=refused reason=\"From: <%s> not allowed "
+			    "for %s\"", s->txid, s->sender, s->nrcpts, from,
+			    who);
+			refuse_at_dot(s, 550, "5.7.1", "From: address <%s> not "
+			    "allowed for %s", from, whom);
+		} else {
+			log_info("delivery id=%s from=<%s> rcpts=%zu "
+			    "status=refused reason=\"From: header without a "
+			    "readable address (client %s)\"", s->txid,
+			    s->sender, s->nrcpts, who);
+			refuse_at_dot(s, 550, "5.7.1", "From: header cannot be "
+			    "parsed or has no address, and senders are "
+			    "restricted here (a display name with a comma "
+			    "must be quoted)");
+		}
+		s->refusal_logged = 1;
+		return -1;
+	}
+	struct message_origin origin = {
+		.helo = s->helo, .client = s->client,
+		.protocol = protocol_name(s), .id = s->txid,
+		.rcpt_for = s->nrcpts == 1 ? s->rcpts[0] : NULL,
+	};
+	if (s->cfg->mode == RELAY_MODE_SPOOL) {
+		s->env = make_envelope(s);
+		origin.id = s->env->id;
+	}
+	/* all of data: the header section and the body so far */
+	message_build(s->cfg, s->sender, &origin, s->data, s->out);
+	s->out_size = evbuffer_get_length(s->out);
+	sink_push(s);
+	return 0;
+}
+
+/* Where data's header section ends (octets through its empty line), if
+ * it does; old: octets it held before the last addition. */
+static size_t
+header_end(struct evbuffer *data, size_t old)
+{
+	char two[2];
+	if (old == 0 && evbuffer_copyout(data, two, 2) == 2 &&
+	    two[0] == '\r' && two[1] == '\n')
+		return 2;	/* starts with the empty line */
+	struct evbuffer_ptr start;
+	evbuffer_ptr_set(data, &start, old >= 3 ? old - 3 : 0,
+	    EVBUFFER_PTR_SET);
+	struct evbuffer_ptr p = evbuffer_search(data, "\r\n\r\n", 4, &start);
+	return p.pos < 0 ? 0 : (size_t)p.pos + 4;
+}
+
+static void
+data_emit(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+
+	if (s->discard)
+		return;		/* keep counting (dr.total), keep nothing */
+	if (memchr(p, '\0', n) != NULL) {
+		s->has_nul = 1;	/* refused at the dot: nothing goes on */
+		sink_abort(s);
+		return;
+	}
+	if (s->dr.total > s->cfg->max_message_size) {
+		sink_abort(s);	/* 552 at the dot (message_check_data) */
+		return;
+	}
+	if (s->hdr_done) {
+		evbuffer_add(s->out, p, n);
+		s->out_size += n;
+		sink_push(s);
+		return;
+	}
+	size_t old = evbuffer_get_length(s->data);
+	evbuffer_add(s->data, p, n);
+	size_t hlen = header_end(s->data, old);
+	if (hlen > 0)
+		header_done(s, hlen);
+	else if (old + n > HEADER_MAX)
+		refuse_at_dot(s, 552, "5.3.4", "Message header section is "
+		    "longer than %d octets (no empty line ends it)",
+		    HEADER_MAX);
 }
 
 static void
@@ -773,9 +1174,7 @@ data_done(struct session *s)
 	struct relay_reply refusal;
 
 	clock_gettime(CLOCK_MONOTONIC, &s->t_data);
-	s->ntx++;
 	s->rcpt_overshoot = 0;	/* a message: the client is not just probing */
-	snprintf(s->txid, sizeof(s->txid), "%s.%u", s->id, s->ntx);
 	arm_deadline(s, 1);
 	if (s->dr.flags & SMTP_DATA_LOOSE_END) {
 		/* The client thinks its data ended: whatever it sends next
@@ -785,16 +1184,27 @@ data_done(struct session *s)
 		reply(s, "550 5.6.0 Message refused: bare CR or LF at the end "
 		    "of data; lines must end with CRLF (SMTP smuggling "
 		    "protection)");
+		sink_abort(s);
 		tx_reset(s);
 		close_after(s);
 		return;
 	}
-	if (message_check(s->cfg, s->data, s->dr.flags, s->dr.total,
-	    &refusal) != 0) {
-		log_info("delivery id=%s from=<%s> rcpts=%zu size=%llu "
-		    "status=refused reply=\"%d %s %s\"", s->txid, s->sender,
-		    s->nrcpts, (unsigned long long)s->dr.total, refusal.code,
-		    refusal.enhanced, refusal.text);
+	int bad = message_check_data(s->cfg, s->dr.flags, s->dr.total,
+	    s->has_nul, &refusal) != 0;
+	if (!bad && !s->hdr_done && !s->discard)
+		header_done(s, evbuffer_get_length(s->data));	/* no body */
+	if (!bad && s->refused) {
+		refusal = s->refusal;
+		bad = 1;
+	}
+	if (bad) {
+		sink_abort(s);
+		if (!s->refusal_logged)
+			log_info("delivery id=%s from=<%s> rcpts=%zu size=%llu "
+			    "status=refused reply=\"%d %s %s\"", s->txid,
+			    s->sender, s->nrcpts,
+			    (unsigned long long)s->dr.total, refusal.code,
+			    refusal.enhanced, refusal.text);
 		reply(s, "%d %s %s", refusal.code, refusal.enhanced,
 		    refusal.text);
 		account(s, refusal.code);
@@ -802,70 +1212,36 @@ data_done(struct session *s)
 		set_state(s, SS_READY);
 		return;
 	}
-
-	char from[SES_ADDRESS_MAX];
-	if (!message_from_permitted(s->cfg, s->data, s->auth_user,
-	    (struct sockaddr *)&s->peer, from)) {
-		const char *who = s->auth_user != NULL ? s->auth_user :
-		    s->client;
-		if (from[0] != '\0') {
-			log_info("delivery id=%s from=<%s> rcpts=%zu "
-			    "status=refused reason=\"From: <%s> not allowed "
-			    "for %s\"", s->txid, s->sender, s->nrcpts, from,
-			    who);
-			reply(s, "550 5.7.1 From: address <%s> not allowed "
-			    "for %s", from, s->auth_user != NULL ?
-			    "this user" : "this client");
-		} else {
-			log_info("delivery id=%s from=<%s> rcpts=%zu "
-			    "status=refused reason=\"From: header without a "
-			    "readable address (client %s)\"", s->txid,
-			    s->sender, s->nrcpts, who);
-			reply(s, "550 5.7.1 From: header cannot be parsed or "
-			    "has no address, and senders are restricted here "
-			    "(a display name with a comma must be quoted)");
-		}
-		account(s, 550);
-		tx_reset(s);
-		set_state(s, SS_READY);
+	if (s->early) {
+		/* passthrough: SES finished the transaction early */
+		struct relay_reply r = s->early_reply;
+		char id[128];
+		snprintf(id, sizeof(id), "%s", s->early_id);
+		relay_outcome(s, s->early_status, &r, id);
 		return;
 	}
-	struct message_origin origin = {
-		.helo = s->helo, .client = s->client,
-		.protocol = protocol_name(s), .id = s->txid,
-		.rcpt_for = s->nrcpts == 1 ? s->rcpts[0] : NULL,
-	};
 	if (s->cfg->mode == RELAY_MODE_SPOOL) {
-		spool_message(s, &origin);
+		spool_message(s);
 		return;
 	}
 	/* passthrough: straight to SES; the client gets SES's reply */
-	struct relay_msg *msg = relay_msg_new(s->txid, s->sender);
-	for (size_t i = 0; i < s->nrcpts; i++)
-		relay_msg_add_rcpt(msg, s->rcpts[i]);
-	msg->eightbit = s->eightbit;
-	msg->all_or_nothing = 1;
-	message_build(s->cfg, s->sender, &origin, s->data, msg->body);
 	set_state(s, SS_RELAYING);
 	set_read_timeout(s, 0);
 	arm_deadline(s, 0);
-	s->job = relay_submit(s->srv->pool, msg, relay_done, s);
-}
-
-static void
-data_emit(void *arg, const char *p, size_t n)
-{
-	struct session *s = arg;
-	/* keep counting past the limit, but stop storing */
-	if (evbuffer_get_length(s->data) + n <= s->cfg->max_message_size)
-		evbuffer_add(s->data, p, n);
+	if (s->pt != NULL) {
+		evbuffer_add_buffer(s->pt->buf, s->out);
+		s->pt->eof = 1;
+		relay_job_resume(s->job);
+		return;
+	}
+	pt_submit(s, 0);
 }
 
 /* Feed input to the DATA reader; 1 if the message is complete. */
 static int
 session_read_data(struct session *s, struct evbuffer *in)
 {
-	while (evbuffer_get_length(in) > 0) {
+	while (evbuffer_get_length(in) > 0 && !s->paused) {
 		struct evbuffer_iovec v;
 		int done = 0;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -1120,6 +1496,7 @@ junk_command(struct session *s)
 		return 0;
 	log_info("session %s client=%s closed: more than %d commands that "
 	    "move no mail", s->id, s->client, MAX_JUNK);
+	s->srv->stats.closed_junk++;
 	reply(s, "421 4.7.0 %s Too many commands, closing connection",
 	    s->cfg->hostname);
 	close_after(s);
@@ -1138,8 +1515,19 @@ session_command(struct session *s, char *line, size_t len)
 		return;
 	}
 	switch (verb) {
-	case SMTP_VERB_NOOP:
 	case SMTP_VERB_RSET:
+		/* one per transaction at most from a real client */
+		if (++s->nrset > MAX_RSET) {
+			log_info("session %s client=%s closed: more than %d "
+			    "RSET commands", s->id, s->client, MAX_RSET);
+			s->srv->stats.closed_rset++;
+			reply(s, "421 4.7.0 %s Too many RSET commands, closing "
+			    "connection", s->cfg->hostname);
+			close_after(s);
+			return;
+		}
+		break;
+	case SMTP_VERB_NOOP:
 	case SMTP_VERB_VRFY:
 	case SMTP_VERB_EXPN:
 	case SMTP_VERB_HELP:
@@ -1187,6 +1575,15 @@ session_command(struct session *s, char *line, size_t len)
 		return;
 	case SMTP_VERB_INVALID:
 	case SMTP_VERB_UNKNOWN:
+		if (++s->nunknown > MAX_UNKNOWN) {
+			log_info("session %s client=%s closed: more than %d "
+			    "unknown commands", s->id, s->client, MAX_UNKNOWN);
+			s->srv->stats.closed_unknown++;
+			reply(s, "421 4.7.0 %s Too many unknown commands, "
+			    "closing connection", s->cfg->hostname);
+			close_after(s);
+			return;
+		}
 		reply(s, "500 5.5.2 Error: command not recognized");
 		client_error(s);
 		return;
@@ -1385,6 +1782,9 @@ session_free(struct session *s)
 		event_free(s->linger_ev);
 	if (s->data != NULL)
 		evbuffer_free(s->data);
+	if (s->out != NULL)
+		evbuffer_free(s->out);
+	event_free(s->resume_ev);
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
@@ -1525,6 +1925,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	set_read_timeout(s, 1);
 	s->deadline_ev = evtimer_new(srv->base, deadline_cb, s);
 	s->pause_ev = evtimer_new(srv->base, auth_pause_cb, s);
+	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
 	arm_deadline(s, 1);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_debug("session %s connect client=%s", s->id, client);

@@ -63,6 +63,12 @@ struct smtp_server_stats {
 	uint64_t recipients;		/* of accepted messages */
 	uint64_t bytes;			/* of accepted messages, as received */
 	struct stats_histogram reply_latency;	/* final dot -> our reply */
+	/* sessions closed (421) for going over a per-session limit */
+	uint64_t closed_errors;		/* failed commands */
+	uint64_t closed_unknown;	/* unknown commands */
+	uint64_t closed_junk;		/* NOOP, VRFY, EXPN, HELP */
+	uint64_t closed_rset;		/* RSET */
+	uint64_t closed_transactions;	/* MAIL commands */
 };
 const struct smtp_server_stats *smtp_server_stats(const struct smtp_server *srv);
 

@@ -64,11 +64,44 @@ struct spool_commit {
 	struct spool *sp;
 	char id[SPOOL_ID_MAX];
 	struct evbuffer *data;		/* envelope and message; the worker's */
+	struct spool_stream *stream;	/* or: finish (or abort) this stream */
+	int abort;
+	uint64_t size;			/* the stream's message octets */
 	int error;
 	spool_commit_fn *done;
 	void *arg;
 };
 TAILQ_HEAD(commit_list, spool_commit);
+
+/*
+ * A large message streamed to its own file, tmp/<id>, as it arrives: the
+ * event loop appends to pending; the worker writes it out.  At the commit
+ * the worker fills in the size, fdatasyncs the file, renames it into
+ * queue/ and fsyncs queue/: such a message is not in the journal (it
+ * would be written twice), and a crash before the rename leaves only a
+ * tmp/ file, removed at start-up (the client never got 250).
+ */
+struct spool_stream {
+	TAILQ_ENTRY(spool_stream) entry;	/* sp->streams: has work */
+	TAILQ_ENTRY(spool_stream) dentry;	/* sp->drained */
+	struct spool *sp;
+	char id[SPOOL_ID_MAX];
+	/* under sp->lock */
+	struct evbuffer *pending;	/* appended by the event loop */
+	size_t inflight;		/* taken by the worker, not written */
+	int queued, on_drained, want_drain;
+	/* the worker's */
+	int fd;
+	struct evbuffer *wbuf;
+	uint64_t size_off;		/* of the size digits in the file */
+	int error;
+	/* the event loop's */
+	spool_stream_fn *drained;
+	void *arg;
+};
+TAILQ_HEAD(stream_list, spool_stream);
+/* The digits of "size" in a streamed envelope, filled in at the commit. */
+#define SIZE_DIGITS 20
 
 struct id_list {
 	char (*v)[SPOOL_ID_MAX];
@@ -87,6 +120,8 @@ struct spool {
 	pthread_cond_t wake;
 	struct commit_list todo;
 	struct commit_list finished;
+	struct stream_list streams;	/* with pending data */
+	struct stream_list drained;	/* to report to the event loop */
 	int stop;
 	int notify[2];			/* worker -> event loop */
 	struct event *notify_ev;
@@ -387,6 +422,8 @@ write_tmp(struct spool *sp, struct spool_commit *c)
 		unlink(path);
 }
 
+static void stream_finish(struct spool *, struct spool_commit *);
+
 /* Append the records of the batch's commits that are still fine, then
  * fdatasync.  -1 (errno). */
 static int
@@ -397,7 +434,7 @@ journal_append(struct spool *sp, struct commit_list *batch)
 	if (out == NULL)
 		fatalx("evbuffer_new failed");
 	TAILQ_FOREACH(c, batch, entry) {
-		if (c->error != 0)
+		if (c->error != 0 || c->stream != NULL)
 			continue;
 		record_header(out, sp->jgen, 'M', c->id,
 		    evbuffer_get_length(c->data),
@@ -426,6 +463,10 @@ commit_batch(struct spool *sp, struct commit_list *batch)
 	int ok = 0;
 
 	TAILQ_FOREACH(c, batch, entry) {
+		if (c->stream != NULL) {
+			stream_finish(sp, c);
+			continue;
+		}
 		write_tmp(sp, c);
 		if (c->error == 0) {
 			ok++;
@@ -449,7 +490,7 @@ commit_batch(struct spool *sp, struct commit_list *batch)
 	pthread_mutex_unlock(&sp->lock);
 	TAILQ_FOREACH(c, batch, entry) {
 		char from[4096], to[4096];
-		if (c->error != 0)
+		if (c->error != 0 || c->stream != NULL)
 			continue;
 		path_join(from, sizeof(from), sp->dir, "tmp", c->id);
 		path_join(to, sizeof(to), sp->dir, "queue", c->id);
@@ -464,28 +505,127 @@ commit_batch(struct spool *sp, struct commit_list *batch)
 	}
 }
 
+/* The worker: write what st has taken (wbuf) to tmp/<id>. */
+static void
+stream_write(struct spool *sp, struct spool_stream *st)
+{
+	if (st->error == 0 && st->fd < 0) {
+		char path[4096];
+		path_join(path, sizeof(path), sp->dir, "tmp", st->id);
+		st->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+		if (st->fd < 0)
+			st->error = errno;
+	}
+	if (st->error == 0 && pwrite_buffer(st->fd, st->wbuf, -1) != 0)
+		st->error = errno;
+	evbuffer_drain(st->wbuf, evbuffer_get_length(st->wbuf));
+}
+
+/* The worker: commit (or abort) a stream, its data all written. */
+static void
+stream_finish(struct spool *sp, struct spool_commit *c)
+{
+	struct spool_stream *st = c->stream;
+	char from[4096], to[4096], digits[SIZE_DIGITS + 1];
+	path_join(from, sizeof(from), sp->dir, "tmp", st->id);
+	path_join(to, sizeof(to), sp->dir, "queue", st->id);
+	if (c->abort) {
+		if (st->fd >= 0) {
+			close(st->fd);
+			unlink(from);
+		}
+		st->fd = -1;
+		return;
+	}
+	c->error = st->error;
+	snprintf(digits, sizeof(digits), "%0*" PRIu64, SIZE_DIGITS, c->size);
+	if (c->error == 0 && st->fd < 0)
+		c->error = EIO;		/* never opened: cannot happen */
+	if (c->error == 0 && pwrite(st->fd, digits, SIZE_DIGITS,
+	    (off_t)st->size_off) != SIZE_DIGITS)
+		c->error = errno != 0 ? errno : EIO;
+	if (c->error == 0 && fdatasync(st->fd) != 0)
+		c->error = errno;
+	if (st->fd >= 0 && close(st->fd) != 0 && c->error == 0)
+		c->error = errno;
+	st->fd = -1;
+	if (c->error == 0 && rename(from, to) != 0)
+		c->error = errno;
+	if (c->error == 0 && fsync(sp->queue_dirfd) != 0) {
+		c->error = errno;
+		unlink(to);
+	}
+	if (c->error != 0)
+		unlink(from);
+	pthread_mutex_lock(&sp->lock);
+	sp->fsyncs += 2;
+	pthread_mutex_unlock(&sp->lock);
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct spool *sp = arg;
 	struct commit_list batch;
+	struct stream_list streams;
 
 	pthread_mutex_lock(&sp->lock);
 	for (;;) {
-		while (TAILQ_EMPTY(&sp->todo) && !sp->stop)
+		while (TAILQ_EMPTY(&sp->todo) && TAILQ_EMPTY(&sp->streams) &&
+		    !sp->stop)
 			pthread_cond_wait(&sp->wake, &sp->lock);
-		if (TAILQ_EMPTY(&sp->todo) && sp->stop)
+		if (TAILQ_EMPTY(&sp->todo) && TAILQ_EMPTY(&sp->streams) &&
+		    sp->stop)
 			break;
+		/* Both lists at once: a stream's commit is queued after its
+		 * last data, so that data is written first (below). */
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &sp->todo, entry);
+		TAILQ_INIT(&streams);
+		TAILQ_CONCAT(&streams, &sp->streams, entry);
+		struct spool_stream *st;
+		TAILQ_FOREACH(st, &streams, entry) {
+			st->queued = 0;
+			evbuffer_add_buffer(st->wbuf, st->pending);
+			st->inflight = evbuffer_get_length(st->wbuf);
+		}
 		pthread_mutex_unlock(&sp->lock);
+
+		TAILQ_FOREACH(st, &streams, entry)
+			stream_write(sp, st);
+		if (!TAILQ_EMPTY(&streams)) {
+			int wake = 0;
+			pthread_mutex_lock(&sp->lock);
+			TAILQ_FOREACH(st, &streams, entry) {
+				st->inflight = 0;
+				if (st->want_drain && !st->on_drained &&
+				    evbuffer_get_length(st->pending) <
+				    SPOOL_STREAM_LOW) {
+					st->want_drain = 0;
+					st->on_drained = 1;
+					TAILQ_INSERT_TAIL(&sp->drained, st,
+					    dentry);
+					wake = 1;
+				}
+			}
+			if (wake) {
+				char one = 1;
+				ssize_t n = write(sp->notify[1], &one, 1);
+				(void)n;
+			}
+			if (TAILQ_EMPTY(&batch))
+				continue;	/* the lock is held */
+			pthread_mutex_unlock(&sp->lock);
+		}
 
 		/* Everything that arrived while the last batch was being
 		 * made durable shares this batch's fdatasync. */
 		commit_batch(sp, &batch);
 		struct spool_commit *c;
 		TAILQ_FOREACH(c, &batch, entry) {
-			evbuffer_free(c->data);
+			if (c->data != NULL)
+				evbuffer_free(c->data);
 			c->data = NULL;
 		}
 
@@ -513,13 +653,30 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
 	TAILQ_INIT(&done);
+	struct stream_list drained;
+	TAILQ_INIT(&drained);
 	pthread_mutex_lock(&sp->lock);
 	TAILQ_CONCAT(&done, &sp->finished, entry);
+	TAILQ_CONCAT(&drained, &sp->drained, dentry);
+	struct spool_stream *st;
+	TAILQ_FOREACH(st, &drained, dentry)
+		st->on_drained = 0;
 	pthread_mutex_unlock(&sp->lock);
 
+	/* before the commits: a stream is freed with its commit */
+	while ((st = TAILQ_FIRST(&drained)) != NULL) {
+		TAILQ_REMOVE(&drained, st, dentry);
+		if (st->drained != NULL)
+			st->drained(st->arg);
+	}
 	struct spool_commit *c;
 	while ((c = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, c, entry);
+		if (c->stream != NULL) {
+			evbuffer_free(c->stream->pending);
+			evbuffer_free(c->stream->wbuf);
+			free(c->stream);
+		}
 		if (c->done != NULL)
 			c->done(c->error, c->arg);
 		free(c);
@@ -839,6 +996,8 @@ spool_open(struct event_base *base, const char *dir, char *err, size_t errlen)
 		sp->counter = (uint32_t)getpid();
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->finished);
+	TAILQ_INIT(&sp->streams);
+	TAILQ_INIT(&sp->drained);
 	if (base == NULL)
 		return sp;	/* a reader: sesrelay queue */
 
@@ -941,15 +1100,24 @@ field_ok(const char *s)
 	return 1;
 }
 
+/* size_off NULL: the size as it is; else SIZE_DIGITS zeros, their
+ * offset in *size_off (a stream fills them in at its commit). */
 static int
-envelope_format(const struct spool_envelope *env, struct evbuffer *out)
+envelope_format(const struct spool_envelope *env, struct evbuffer *out,
+    uint64_t *size_off)
 {
 	if (!field_ok(env->sender))
 		return -1;
 	evbuffer_add_printf(out, SPOOL_MAGIC "\nid %s\ncreated %lld\n"
-	    "sender %s\nnull %d\nbounce %d\nsize %" PRIu64 "\n", env->id,
+	    "sender %s\nnull %d\nbounce %d\nsize ", env->id,
 	    (long long)env->created, env->sender, env->null_path,
-	    env->is_bounce, env->size);
+	    env->is_bounce);
+	if (size_off != NULL) {
+		*size_off = evbuffer_get_length(out);
+		evbuffer_add_printf(out, "%0*d\n", SIZE_DIGITS, 0);
+	} else {
+		evbuffer_add_printf(out, "%" PRIu64 "\n", env->size);
+	}
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if (!field_ok(env->rcpts[i]))
 			return -1;
@@ -966,7 +1134,7 @@ spool_commit(struct spool *sp, const struct spool_envelope *env,
 	struct evbuffer *data = evbuffer_new();
 	if (data == NULL)
 		fatalx("evbuffer_new failed");
-	if (envelope_format(env, data) != 0) {
+	if (envelope_format(env, data, NULL) != 0) {
 		evbuffer_free(data);
 		errno = EINVAL;
 		return NULL;
@@ -992,6 +1160,84 @@ spool_commit_cancel(struct spool_commit *c)
 	/* Only the event loop reads or writes ->done; the worker never
 	 * touches it, so no lock is needed. */
 	c->done = NULL;
+}
+
+struct spool_stream *
+spool_stream_open(struct spool *sp, const struct spool_envelope *env,
+    spool_stream_fn *drained, void *arg)
+{
+	struct spool_stream *st = xcalloc(1, sizeof(*st));
+	st->sp = sp;
+	snprintf(st->id, sizeof(st->id), "%s", env->id);
+	st->fd = -1;
+	st->pending = evbuffer_new();
+	st->wbuf = evbuffer_new();
+	if (st->pending == NULL || st->wbuf == NULL)
+		fatalx("evbuffer_new failed");
+	if (envelope_format(env, st->pending, &st->size_off) != 0) {
+		evbuffer_free(st->pending);
+		evbuffer_free(st->wbuf);
+		free(st);
+		errno = EINVAL;
+		return NULL;
+	}
+	st->drained = drained;
+	st->arg = arg;
+	return st;
+}
+
+size_t
+spool_stream_write(struct spool_stream *st, struct evbuffer *data)
+{
+	struct spool *sp = st->sp;
+	size_t left;
+	pthread_mutex_lock(&sp->lock);
+	evbuffer_add_buffer(st->pending, data);
+	if (!st->queued) {
+		st->queued = 1;
+		TAILQ_INSERT_TAIL(&sp->streams, st, entry);
+		pthread_cond_signal(&sp->wake);
+	}
+	left = evbuffer_get_length(st->pending) + st->inflight;
+	if (left > SPOOL_STREAM_HIGH)
+		st->want_drain = 1;
+	pthread_mutex_unlock(&sp->lock);
+	return left;
+}
+
+static struct spool_commit *
+stream_end(struct spool_stream *st, int abort, uint64_t size,
+    spool_commit_fn *done, void *arg)
+{
+	struct spool *sp = st->sp;
+	struct spool_commit *c = xcalloc(1, sizeof(*c));
+	st->drained = NULL;		/* the event loop's: no lock */
+	c->sp = sp;
+	snprintf(c->id, sizeof(c->id), "%s", st->id);
+	c->stream = st;
+	c->abort = abort;
+	c->size = size;
+	c->done = done;
+	c->arg = arg;
+	pthread_mutex_lock(&sp->lock);
+	st->want_drain = 0;
+	TAILQ_INSERT_TAIL(&sp->todo, c, entry);
+	pthread_cond_signal(&sp->wake);
+	pthread_mutex_unlock(&sp->lock);
+	return c;
+}
+
+struct spool_commit *
+spool_stream_commit(struct spool_stream *st, uint64_t size,
+    spool_commit_fn *done, void *arg)
+{
+	return stream_end(st, 0, size, done, arg);
+}
+
+void
+spool_stream_abort(struct spool_stream *st)
+{
+	stream_end(st, 1, 0, NULL, NULL);
 }
 
 /* ---- reading ---- */
@@ -1150,7 +1396,44 @@ spool_scan(struct spool *sp, void (*fn)(struct spool_envelope *, void *),
 }
 
 int
-spool_read_message(struct spool *sp, const char *id, struct evbuffer *out)
+spool_open_message(struct spool *sp, const char *id, uint64_t *off,
+    uint64_t *len)
+{
+	char path[4096];
+	path_join(path, sizeof(path), sp->dir, "queue", id);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	struct spool_envelope *env = envelope_read(f, id);
+	if (env == NULL) {
+		fclose(f);
+		errno = EINVAL;
+		return -1;
+	}
+	spool_envelope_free(env);
+	long o = ftell(f);
+	struct stat st;
+	if (o < 0 || fstat(fileno(f), &st) != 0 || st.st_size < o) {
+		int e = errno != 0 ? errno : EINVAL;
+		fclose(f);
+		errno = e;
+		return -1;
+	}
+	int fd = fcntl(fileno(f), F_DUPFD_CLOEXEC, 0);
+	int e = errno;
+	fclose(f);
+	if (fd < 0) {
+		errno = e;
+		return -1;
+	}
+	*off = (uint64_t)o;
+	*len = (uint64_t)(st.st_size - o);
+	return fd;
+}
+
+int
+spool_read_message(struct spool *sp, const char *id, struct evbuffer *out,
+    size_t max)
 {
 	char path[4096];
 	path_join(path, sizeof(path), sp->dir, "queue", id);
@@ -1173,6 +1456,8 @@ spool_read_message(struct spool *sp, const char *id, struct evbuffer *out)
 	}
 	/* read(2) straight into the buffer */
 	size_t left = (size_t)(st.st_size - off);
+	if (max > 0 && left > max)
+		left = max;
 	if (lseek(fd, off, SEEK_SET) < 0) {
 		fclose(f);
 		return -1;

@@ -93,12 +93,44 @@ struct spool_commit *spool_commit(struct spool *sp,
 /* The caller is gone: the commit goes on, done is not called. */
 void spool_commit_cancel(struct spool_commit *c);
 
+/*
+ * A large message, streamed to disk as it arrives instead of held whole:
+ * spool_stream_open takes the envelope (as for spool_commit, size not yet
+ * known); spool_stream_write moves data's bytes to the stream (the worker
+ * thread writes them to tmp/<id>) and returns how many are not written
+ * yet.  Past SPOOL_STREAM_HIGH the caller should stop reading its client:
+ * drained(arg) is called on the event loop once fewer than
+ * SPOOL_STREAM_LOW are left.  Then exactly one of:
+ *   spool_stream_commit: the file gets its size, is fdatasync'd and
+ *     renamed into queue/, queue/ is fsync'd (it is not in the journal);
+ *     done as for spool_commit (errno of any write failure on the way);
+ *   spool_stream_abort: the file is removed, nothing is reported.
+ * Either consumes st.  A crash before the commit leaves a tmp/ file only.
+ */
+struct spool_stream;
+typedef void spool_stream_fn(void *arg);
+#define SPOOL_STREAM_HIGH (512 * 1024)
+#define SPOOL_STREAM_LOW (128 * 1024)
+struct spool_stream *spool_stream_open(struct spool *sp,
+    const struct spool_envelope *env, spool_stream_fn *drained, void *arg);
+size_t spool_stream_write(struct spool_stream *st, struct evbuffer *data);
+struct spool_commit *spool_stream_commit(struct spool_stream *st,
+    uint64_t size, spool_commit_fn *done, void *arg);
+void spool_stream_abort(struct spool_stream *st);
+
 /* Load every committed envelope (with its state); calls fn for each.
  * Unreadable entries are logged and skipped (left in place). */
 void spool_scan(struct spool *sp,
     void (*fn)(struct spool_envelope *env, void *arg), void *arg);
-/* Read the message of id into out.  -1 (errno) on failure. */
-int spool_read_message(struct spool *sp, const char *id, struct evbuffer *out);
+/* Read the message of id (its first max octets if max > 0) into out.
+ * -1 (errno) on failure. */
+int spool_read_message(struct spool *sp, const char *id, struct evbuffer *out,
+    size_t max);
+/* Open the message of id for reading in pieces: returns a descriptor
+ * (close-on-exec; the caller closes it) with the message's len octets
+ * from *off, or -1 (errno). */
+int spool_open_message(struct spool *sp, const char *id, uint64_t *off,
+    uint64_t *len);
 /* Persist env's delivery state. -1 (errno) on failure. */
 int spool_save_state(struct spool *sp, const struct spool_envelope *env);
 /* Delivered (or given up): remove id and its state. */

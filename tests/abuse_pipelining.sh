@@ -1,8 +1,9 @@
 #!/bin/bash
 # abuse_pipelining.sh — 100,000 commands pipelined in one stream, written
-# as fast as the daemon takes them: every one answered, in order (EHLO,
-# MAIL, RCPT cycles), or the session closed cleanly at the limit (NOOPs:
-# 1000 answered, then "421 4.7.0" and the end of the connection); the
+# as fast as the daemon takes them: every one answered, in order, up to the
+# session's limit, then "421 4.7.0" and the end of the connection (EHLO,
+# MAIL, RCPT cycles: 10,000 transactions answered, the 10,001st MAIL gets
+# the 421; NOOPs: 1000 answered, then the 421); the
 # daemon's memory stays bounded (VmRSS/VmHWM printed; it stops reading
 # while replies pile up unread).
 set -euo pipefail
@@ -74,8 +75,12 @@ print("%s: %d commands, %d replies, first out of order: %s, then %s, "
                   bad if bad is None else "%d %r" % (bad, replies[bad][:50]),
                   ended, time.time() - t0))
 if kind == "cycles":
-    ok = len(replies) == N + 1 and bad is None and \
-        replies[N].startswith(b"221 ") and ended == "eof"
+    # MAIL number 10,001 (MAX_TRANSACTIONS + 1) is command 3 * 10000 + 1
+    at = 3 * 10000 + 1
+    ok = bad is not None and bad == at and \
+        replies[bad].startswith(b"421 4.7.0 ") and \
+        b"Too many transactions" in replies[bad] and \
+        len(replies) == at + 1 and ended in ("eof", "reset")
 else:
     ok = bad is not None and bad == 1000 and \
         replies[bad].startswith(b"421 4.7.0 ") and \
@@ -87,7 +92,7 @@ PY
 out=$(pipeline cycles) || t_fail "$out"
 echo "# $out"
 echo "# after: $(mem)"
-t_ok "100,000 pipelined EHLO/MAIL/RCPT: all answered in order"
+t_ok "100,000 pipelined EHLO/MAIL/RCPT: 30,001 answered in order, then 421 4.7.0 at the 10,001st transaction and closed"
 out=$(pipeline noops) || t_fail "$out"
 echo "# $out"
 echo "# after: $(mem)"

@@ -70,18 +70,31 @@ t_ok "a command line over 1000 bytes and an unknown command get 500; the session
 # ---- more than 20 errors: 421 and close ----
 {
 	printf 'EHLO pipe.test\r\n'
-	for i in $(seq 25); do printf 'BOGUS%d\r\n' "$i"; done
+	for i in $(seq 25); do printf 'RCPT TO:<r%d@example.net>\r\n' "$i"; done
 } | raw --timeout 10 >"$T_DIR/errors.out"
 got=$(codes <"$T_DIR/errors.out")
 case $got in
-"220 250 "*"500 421") ;;
-*) t_fail "25 unknown commands: expected 500s then 421, got '$got'" ;;
+"220 250 "*"503 421") ;;
+*) t_fail "25 failed commands: expected 503s then 421, got '$got'" ;;
 esac
-n500=$(printf '%s\n' "$got" | tr ' ' '\n' | grep -c '^500$')
-[ "$n500" -ge 20 ] && [ "$n500" -le 21 ] ||
-	t_fail "25 unknown commands: $n500 answered with 500 before the 421"
+n503=$(printf '%s\n' "$got" | tr ' ' '\n' | grep -c '^503$')
+[ "$n503" -eq 20 ] ||
+	t_fail "25 failed commands: $n503 answered with 503 before the 421"
 tail -1 "$T_DIR/errors.out" | grep -qx '<eof>' || t_fail "not closed after 421: $(tail -2 "$T_DIR/errors.out")"
-t_ok "too many errors: 421 after $n500 errors, connection closed"
+t_ok "too many errors: 421 after $n503 failed commands, connection closed"
+
+# ---- more than 10 unknown commands: 421 and close ----
+{
+	printf 'EHLO pipe.test\r\n'
+	for i in $(seq 25); do printf 'BOGUS%d\r\n' "$i"; done
+} | raw --timeout 10 >"$T_DIR/unknown.out"
+got=$(codes <"$T_DIR/unknown.out")
+n500=$(printf '%s\n' "$got" | tr ' ' '\n' | grep -c '^500$')
+[ "$got" = "220 250 $(printf '500 %.0s' $(seq 10))421" ] ||
+	t_fail "25 unknown commands: expected 10 500s then 421, got '$got'"
+tail -1 "$T_DIR/unknown.out" | grep -qx '<eof>' || t_fail "not closed after 421: $(tail -2 "$T_DIR/unknown.out")"
+grep -q 'Too many unknown commands' "$T_DIR/unknown.out" || t_fail "421 text: $(tail -2 "$T_DIR/unknown.out")"
+t_ok "too many unknown commands: 421 after $n500, connection closed"
 
 # ---- RSET mid-transaction ----
 before=$(t_messages)
