@@ -31,9 +31,17 @@ done
 
 IMAGE=localhost/sesrelay:test-$$
 NAME=sesrelay-test-$$
+KUBE=$T_DIR/pod.yaml
+KUBEVOL=sesrelay-spool-test-$$
+dangling_before=$(podman images -q --filter dangling=true | sort)
 cleanup_containers() {
 	podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+	[ ! -f "$KUBE" ] || podman kube down "$KUBE" >/dev/null 2>&1 || true
+	podman volume rm -f "$KUBEVOL" >/dev/null 2>&1 || true
 	podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+	# the build stage's images this build left behind, not others'
+	comm -13 <(echo "$dangling_before") <(podman images -q --filter dangling=true | sort) |
+		xargs -r podman rmi -f >/dev/null 2>&1 || true
 }
 trap 'cleanup_containers; t_cleanup' EXIT
 
@@ -59,6 +67,13 @@ if ! podman run --rm --network host "$BASE" true >"$T_DIR/probe.out" 2>&1; then
 			skip "podman cannot run a container here: $(tail -1 "$T_DIR/probe.out")"
 	fi
 	echo "note: this host needs: ${PODMAN[*]} run ${RUNOPT[*]}"
+	# the same for `podman kube play`, which takes no such options
+	{
+		echo '[containers]'
+		echo 'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]'
+		[ "${#PODMAN[@]}" -eq 1 ] || printf '[engine]\nruntime = "runc"\n'
+	} >"$T_DIR/containers.conf"
+	export CONTAINERS_CONF=$T_DIR/containers.conf
 fi
 pod() { "${PODMAN[@]}" "$@"; }
 
@@ -170,3 +185,23 @@ echo "SIGKILL with $before acknowledged ($queued still in the spool volume); ack
 [ "$missing" -eq 0 ] || t_fail "$missing acknowledged messages lost across the container's SIGKILL"
 exited_ok
 t_ok "spool volume: container killed during load and started again, nothing acknowledged lost ($dups duplicates)"
+
+# --- examples/podman-pod.yaml as written, but for the image's name and the
+# secret's path on this host: the pod starts, its relay is ready and
+# healthy (sesrelay health run in the pod, SMTP and /healthz)
+sed -e "s|localhost/sesrelay:0.1.0|$IMAGE|" -e "s|/etc/sesrelay/ses-secret|$SEC/ses|" \
+	-e "s|claimName: sesrelay-spool|claimName: $KUBEVOL|" "$top/examples/podman-pod.yaml" >"$KUBE"
+podman volume create "$KUBEVOL" >/dev/null
+podman kube play "$KUBE" >"$T_DIR/kube.out" 2>&1 || t_fail "podman kube play examples/podman-pod.yaml: $(tail -3 "$T_DIR/kube.out")"
+ctr=app-with-sesrelay-sesrelay
+for _ in $(seq 100); do
+	podman logs "$ctr" 2>&1 | grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' && break
+	sleep 0.1
+done
+podman logs "$ctr" 2>&1 | grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' ||
+	t_fail "the pod's relay is not ready: $(podman logs "$ctr" 2>&1 | tail -3)"
+out=$(podman exec "$ctr" /usr/bin/sesrelay health 2>&1) || t_fail "sesrelay health in the pod: $out"
+grep -q '^smtp 127.0.0.1:2525: 220 ' <<<"$out" && grep -q '^http 127.0.0.1:9925/healthz: 200 ok' <<<"$out" ||
+	t_fail "sesrelay health in the pod: $out"
+podman kube down "$KUBE" >/dev/null 2>&1 || t_fail "podman kube down failed"
+t_ok "examples/podman-pod.yaml: podman kube play starts the relay in a pod; sesrelay health passes there"
