@@ -22,6 +22,7 @@
 #include "relay_client.h"
 #include "smtp_server.h"
 #include "stats.h"
+#include "version.h"
 #include "xmalloc.h"
 
 #ifndef PACKAGE_VERSION
@@ -42,6 +43,8 @@ struct metrics {
 	const struct queue *queue;	/* NULL: passthrough */
 	struct relay_pool *pool;
 	time_t started;
+	char *listen;			/* where it serves; NULL: nowhere */
+	struct evhttp_bound_socket *bound;
 
 	/* health: what the last sample saw */
 	struct event *sample_ev;
@@ -170,11 +173,16 @@ render(struct metrics *m, struct evbuffer *b)
 
 	relay_pool_stats(m->pool, &rs);
 
+	struct version_info vi;
+	version_get(&vi);
 	header(b, "sesrelay_build_info", "gauge",
-	    "Version and mode of sesrelayd.");
+	    "Version and mode of sesrelayd, and the library versions it runs "
+	    "with.");
 	evbuffer_add_printf(b, "sesrelay_build_info{version=\"%s\","
-	    "mode=\"%s\"} 1\n", PACKAGE_VERSION,
-	    m->queue != NULL ? "spool" : "passthrough");
+	    "mode=\"%s\",openssl=\"%s\",libevent=\"%s\",libcurl=\"%s\","
+	    "jansson=\"%s\"} 1\n", vi.version,
+	    m->queue != NULL ? "spool" : "passthrough", vi.openssl,
+	    vi.libevent, vi.libcurl, vi.jansson);
 	one(b, "sesrelay_start_time_seconds", "gauge",
 	    "When sesrelayd started, in seconds since the epoch.",
 	    (uint64_t)m->started);
@@ -368,29 +376,47 @@ route(struct evhttp_request *req, void *arg)
 		on_other(req, arg);
 }
 
+static int
+parse_listen(const char *listen, struct sockaddr_storage *ss, int *sslen,
+    char *err, size_t errlen)
+{
+	*sslen = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (evutil_parse_sockaddr_port(listen, (struct sockaddr *)ss,
+	    sslen) != 0) {
+		snprintf(err, errlen, "[relay] metrics_listen: cannot parse "
+		    "'%s'", listen);
+		return -1;
+	}
+	return 0;
+}
+
+static struct evconnlistener *
+bind_listen(struct event_base *base, const char *listen, char *err,
+    size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int sslen;
+
+	if (parse_listen(listen, &ss, &sslen, err, errlen) != 0)
+		return NULL;
+	struct evconnlistener *evl = evconnlistener_new_bind(base, NULL,
+	    NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+	    LEV_OPT_CLOSE_ON_EXEC, 16, (struct sockaddr *)&ss, sslen);
+	if (evl == NULL)
+		snprintf(err, errlen, "[relay] metrics_listen: cannot listen "
+		    "on %s: %s", listen, strerror(errno));
+	return evl;
+}
+
 struct metrics *
 metrics_new(struct event_base *base, const char *listen,
     const struct smtp_server *srv, const struct queue *queue,
     struct relay_pool *pool, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
-
-	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(listen, (struct sockaddr *)&ss,
-	    &sslen) != 0) {
-		snprintf(err, errlen, "[relay] metrics_listen: cannot parse "
-		    "'%s'", listen);
+	struct evconnlistener *evl = bind_listen(base, listen, err, errlen);
+	if (evl == NULL)
 		return NULL;
-	}
-	struct evconnlistener *evl = evconnlistener_new_bind(base, NULL,
-	    NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-	    LEV_OPT_CLOSE_ON_EXEC, 16, (struct sockaddr *)&ss, sslen);
-	if (evl == NULL) {
-		snprintf(err, errlen, "[relay] metrics_listen: cannot listen "
-		    "on %s: %s", listen, strerror(errno));
-		return NULL;
-	}
 
 	struct metrics *m = xcalloc(1, sizeof(*m));
 	m->base = base;
@@ -405,8 +431,9 @@ metrics_new(struct event_base *base, const char *listen,
 	evhttp_set_max_body_size(m->http, HTTP_MAX_BODY);
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(m->http, route, m);
-	if (evhttp_bind_listener(m->http, evl) == NULL)
+	if ((m->bound = evhttp_bind_listener(m->http, evl)) == NULL)
 		fatalx("evhttp_bind_listener failed");
+	m->listen = xstrdup(listen);
 
 	struct relay_stats rs;
 	relay_pool_stats(pool, &rs);
@@ -437,5 +464,57 @@ metrics_free(struct metrics *m)
 		relay_cancel(m->probe);
 	event_free(m->sample_ev);
 	evhttp_free(m->http);
+	free(m->listen);
 	free(m);
+}
+
+int
+metrics_set_listen(struct metrics *m, const char *listen, char *err,
+    size_t errlen)
+{
+	struct sockaddr_storage a, b;
+	int alen, blen;
+
+	if (listen != NULL && m->listen != NULL &&
+	    parse_listen(listen, &a, &alen, err, errlen) == 0 &&
+	    parse_listen(m->listen, &b, &blen, err, errlen) == 0 &&
+	    evutil_sockaddr_cmp((struct sockaddr *)&a, (struct sockaddr *)&b,
+	    1) == 0)
+		return 0;	/* the same address: keep its socket */
+	struct evconnlistener *evl = NULL;
+	if (listen != NULL &&
+	    (evl = bind_listen(m->base, listen, err, errlen)) == NULL)
+		return -1;
+	/* requests under way on the old socket are answered; it takes no
+	 * new ones */
+	if (m->bound != NULL)
+		evhttp_del_accept_socket(m->http, m->bound);
+	m->bound = NULL;
+	if (m->listen != NULL)
+		log_info("metrics: no longer on http://%s", m->listen);
+	free(m->listen);
+	m->listen = NULL;
+	if (evl == NULL) {
+		event_del(m->sample_ev);
+		return 0;
+	}
+	if ((m->bound = evhttp_bind_listener(m->http, evl)) == NULL)
+		fatalx("evhttp_bind_listener failed");
+	m->listen = xstrdup(listen);
+	struct timeval tv = { SAMPLE_SECONDS, 0 };
+	event_add(m->sample_ev, &tv);
+	log_info("metrics on http://%s/metrics and /healthz", listen);
+	return 0;
+}
+
+const char *
+metrics_listen_addr(const struct metrics *m)
+{
+	return m->listen;
+}
+
+void
+metrics_set_start_time(struct metrics *m, time_t started)
+{
+	m->started = started;
 }

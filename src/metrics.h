@@ -21,6 +21,7 @@
 #define SESRELAY_METRICS_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct event_base;
 struct smtp_server;
@@ -40,6 +41,20 @@ struct metrics *metrics_new(struct event_base *base, const char *listen,
     struct relay_pool *pool, char *err, size_t errlen);
 /* Spool mode: the queue exists only after the spool opened. */
 void metrics_set_queue(struct metrics *m, const struct queue *queue);
+/*
+ * Reload: serve on listen (as metrics_new() takes it; NULL: nowhere) from
+ * now on.  The new address is bound before the old one is closed: if it
+ * cannot be, returns -1 with the reason in err, still serving where it
+ * did.  The same address keeps its socket.  The counters and the health
+ * state go on.
+ */
+int metrics_set_listen(struct metrics *m, const char *listen, char *err,
+    size_t errlen);
+/* Where it serves now ("127.0.0.1:9925"), NULL if nowhere. */
+const char *metrics_listen_addr(const struct metrics *m);
+/* sesrelay_start_time_seconds, when metrics begin later than the daemon
+ * (default: when metrics_new() was called). */
+void metrics_set_start_time(struct metrics *m, time_t started);
 /* Close the listener and every connection; cancel a running probe. */
 void metrics_free(struct metrics *m);
 

@@ -15,10 +15,12 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "health.h"
 #include "log.h"
 #include "relay_client.h"
 #include "ses_auth.h"
 #include "spool.h"
+#include "version.h"
 #include "xmalloc.h"
 
 #ifndef SYSCONFDIR
@@ -33,6 +35,7 @@ usage(void)
 	    "       sesrelay check [-c file]\n"
 	    "       sesrelay queue [-c file]\n"
 	    "       sesrelay flush [-c file]\n"
+	    "       sesrelay health [-s] [-c file]\n"
 	    "       sesrelay -V\n");
 	exit(2);
 }
@@ -296,6 +299,53 @@ cmd_queue(int argc, char *argv[])
 	return 0;
 }
 
+/*
+ * Is the local sesrelayd serving?  The SMTP greeting on the first listen
+ * address, then (unless -s, SMTP only: for a liveness check that must not
+ * fail while SES is away) /healthz on metrics_listen if set.  Exit 0 if
+ * all pass, 1 if one fails, 2 on a bad configuration.
+ */
+static int
+cmd_health(int argc, char *argv[])
+{
+	const char *path = SYSCONFDIR "/sesrelay/sesrelay.conf";
+	char err[CONFIG_ERR_MAX], line[1024];
+	int ch, smtp_only = 0, rc = 0;
+
+	optind = 1;
+	while ((ch = getopt(argc, argv, "c:s")) != -1) {
+		if (ch == 'c')
+			path = optarg;
+		else if (ch == 's')
+			smtp_only = 1;
+		else
+			usage();
+	}
+	if (optind != argc)
+		usage();
+	struct config *cfg = config_load(path, 0, err);
+	if (cfg == NULL) {
+		fprintf(stderr, "sesrelay health: %s\n", err);
+		return 2;
+	}
+	if (cfg->nlisten == 0) {
+		fprintf(stderr, "sesrelay health: %s: [relay] listen: no "
+		    "address to check\n", cfg->path);
+		config_unref(cfg);
+		return 2;
+	}
+	if (health_smtp(&cfg->listen[0], line, sizeof(line)) != 0)
+		rc = 1;
+	printf("%s\n", line);
+	if (!smtp_only && cfg->metrics_listen != NULL) {
+		if (health_http(cfg->metrics_listen, line, sizeof(line)) != 0)
+			rc = 1;
+		printf("%s\n", line);
+	}
+	config_unref(cfg);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -311,8 +361,10 @@ main(int argc, char *argv[])
 		return cmd_check(argc, argv);
 	if (strcmp(argv[0], "queue") == 0 || strcmp(argv[0], "flush") == 0)
 		return cmd_queue(argc, argv);
+	if (strcmp(argv[0], "health") == 0)
+		return cmd_health(argc, argv);
 	if (strcmp(argv[0], "-V") == 0 || strcmp(argv[0], "--version") == 0) {
-		printf("sesrelay %s\n", PACKAGE_VERSION);
+		version_print(stdout, "sesrelay");
 		return 0;
 	}
 	usage();

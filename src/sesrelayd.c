@@ -30,6 +30,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "tls.h"
+#include "version.h"
 #include "xmalloc.h"
 
 #ifndef SYSCONFDIR
@@ -49,6 +50,8 @@ struct daemon_state {
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
 	struct metrics *metrics;	/* [relay] metrics_listen */
+	time_t started;
+	char *sasl_app;			/* sasl_service libsasl2 started with */
 	char *pidfile;
 	struct event *hard_stop;
 	struct event *status_ev;	/* STATUS= updates, under systemd */
@@ -388,16 +391,16 @@ str_differ(const char *a, const char *b)
 }
 
 /*
- * What a reload cannot change in a running daemon.  The mode and the
- * spool directory decide where accepted mail is: changing them under
- * sessions and queued mail would lose track of it, so such a reload is
- * refused (-1, reason in err).  The metrics address and the user are set
- * up once, before privileges are dropped: a change is logged and applies
- * at the next start.  Listeners follow the new configuration.
+ * What a reload cannot change in a running daemon (see sesrelayd(8),
+ * SIGNALS, for every key).  The mode and the spool directory decide where
+ * accepted mail is: changing them under sessions and queued mail would
+ * lose track of it.  libsasl2 reads its configuration for sasl_service
+ * once, when it starts.  Such a reload is refused (-1, reason in err,
+ * naming the key).  The user is only logged (reload_user()).
  */
 static int
-reload_compatible(const struct config *old, const struct config *new,
-    char *err, size_t errlen)
+reload_compatible(const struct daemon_state *d, const struct config *old,
+    const struct config *new, char *err, size_t errlen)
 {
 	if (old->mode != new->mode) {
 		snprintf(err, errlen, "%s: [relay] mode: changing the mode "
@@ -410,13 +413,52 @@ reload_compatible(const struct config *old, const struct config *new,
 		    "spool directory needs a restart", new->path);
 		return -1;
 	}
-	if (str_differ(old->metrics_listen, new->metrics_listen))
-		log_warnx("reload: [relay] metrics_listen changed; it applies "
-		    "at the next start");
-	if (str_differ(old->user, new->user))
-		log_warnx("reload: [relay] user changed; it applies at the "
-		    "next start");
-	return 0;
+	if (d->sasl_app != NULL && new->auth != AUTH_OFF &&
+	    strcmp(d->sasl_app, new->sasl_service) != 0) {
+		snprintf(err, errlen, "%s: [relay] sasl_service: changing the "
+		    "SASL service (now %s) needs a restart: libsasl2 reads its "
+		    "configuration once", new->path, d->sasl_app);
+		return -1;
+	}
+	return check_tls_files(new, 0, err, errlen);
+}
+
+/* [relay] user: privileges were dropped for good at start-up. */
+static void
+reload_user(const struct config *old, const struct config *new)
+{
+	if (!str_differ(old->user, new->user))
+		return;
+	log_warnx("reload: [relay] user changed from %s to %s: it applies "
+	    "only at the next start (still running as uid %u)",
+	    old->user != NULL ? old->user : "(unset)",
+	    new->user != NULL ? new->user : "(unset)", (unsigned)geteuid());
+}
+
+/* [relay] metrics_listen: bind the new address before closing the old
+ * one; one that cannot be bound is logged and the old one kept (the
+ * next reload tries again). */
+static void
+reload_metrics(struct daemon_state *d, const struct config *cfg)
+{
+	char err[256];
+
+	if (d->metrics == NULL) {
+		if (cfg->metrics_listen == NULL)
+			return;
+		d->metrics = metrics_new(d->base, cfg->metrics_listen,
+		    d->server, d->queue, d->pool, err, sizeof(err));
+		if (d->metrics == NULL)
+			log_warnx("reload: %s; serving no metrics", err);
+		else
+			metrics_set_start_time(d->metrics, d->started);
+		return;
+	}
+	const char *was = metrics_listen_addr(d->metrics);
+	if (metrics_set_listen(d->metrics, cfg->metrics_listen, err,
+	    sizeof(err)) != 0)
+		log_warnx("reload: %s; still serving metrics on %s", err,
+		    was != NULL ? was : "no address");
 }
 
 static void
@@ -431,7 +473,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	    "the configuration", service_monotonic_usec());
 	struct config *cfg = config_load(d->config_path, 1, err);
 	if (cfg == NULL ||
-	    reload_compatible(d->cfg, cfg, err, sizeof(err)) != 0 ||
+	    reload_compatible(d, d->cfg, cfg, err, sizeof(err)) != 0 ||
 	    relay_pool_set_config(d->pool, cfg, err, sizeof(err)) != 0) {
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
@@ -443,8 +485,13 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 		    "%s", d->status);
 		return;
 	}
+	reload_user(d->cfg, cfg);
+	raise_fd_limit(cfg);
 	smtp_server_set_config(d->server, cfg);
+	if (cfg->auth != AUTH_OFF && d->sasl_app == NULL)
+		d->sasl_app = xstrdup(cfg->sasl_service);
 	smtp_server_update_listeners(d->server, cfg);
+	reload_metrics(d, cfg);
 	if (d->queue != NULL)
 		queue_set_config(d->queue, cfg);
 	log_set_format(cfg->log_format);
@@ -501,6 +548,7 @@ main(int argc, char *argv[])
 	char err[CONFIG_ERR_MAX];
 
 	memset(&d, 0, sizeof(d));
+	d.started = time(NULL);
 	d.config_path = SYSCONFDIR "/sesrelay/sesrelay.conf";
 	no_core_dumps();	/* the derived password is in memory */
 	while ((ch = getopt(argc, argv, "c:dfnV")) != -1) {
@@ -510,7 +558,7 @@ main(int argc, char *argv[])
 		case 'f': foreground = 1; break;
 		case 'n': check_only = 1; break;
 		case 'V':
-			printf("sesrelayd %s\n", PACKAGE_VERSION);
+			version_print(stdout, "sesrelayd");
 			return 0;
 		default: usage();
 		}
@@ -578,6 +626,8 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	d.server = smtp_server_new(d.base, d.cfg, d.pool);
+	if (d.cfg->auth != AUTH_OFF)
+		d.sasl_app = xstrdup(d.cfg->sasl_service);
 	if (adopt_listeners(&d) == 0 &&
 	    smtp_server_listen(d.server, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
@@ -667,5 +717,6 @@ main(int argc, char *argv[])
 	evdns_base_free(d.dns, 0);
 	event_base_free(d.base);
 	config_unref(d.cfg);
+	free(d.sasl_app);
 	return 0;
 }

@@ -38,8 +38,11 @@ t_ok "sesrelayd -n -c good.conf exits 0"
 
 rc=0
 out=$("$SESRELAYD" -V 2>&1) || rc=$?
-[ $rc = 0 ] && printf '%s\n' "$out" | grep -q sesrelayd ||
+[ $rc = 0 ] && printf '%s\n' "$out" | grep -q '^sesrelayd [0-9]' ||
 	t_fail "sesrelayd -V: exit $rc, output '$out'"
+for lib in OpenSSL libevent libcurl jansson libsasl2; do
+	grep -qE "^$lib [0-9]" <<<"$out" || t_fail "sesrelayd -V does not name the $lib version: $out"
+done
 rc=0
 "$SESRELAYD" -x >/dev/null 2>&1 || rc=$?
 [ $rc = 2 ] || t_fail "sesrelayd -x exited $rc, expected 2"

@@ -100,7 +100,10 @@ expect sesrelay_upstream_tls_failures_total 0
 expect sesrelay_upstream_auth_failures_total 0
 expect sesrelay_upstream_throttled_total 0
 expect sesrelay_healthy 1
-expect 'sesrelay_build_info{version="'"$("$SESRELAYD" -V | cut -d' ' -f2)"'",mode="spool"}' 1
+# the versions sesrelayd -V prints, as labels
+V=$("$SESRELAYD" -V)
+ver() { sed -n "s/^$1 \([^ ]*\).*/\1/p" <<<"$V"; }
+expect 'sesrelay_build_info{version="'"$(ver sesrelayd)"'",mode="spool",openssl="'"$(ver OpenSSL)"'",libevent="'"$(ver libevent)"'",libcurl="'"$(ver libcurl)"'",jansson="'"$(ver jansson)"'"}' 1
 [ "$(metric sesrelay_smtp_received_bytes_total)" -gt 0 ] || t_fail "no bytes counted"
 [ "$(metric sesrelay_upstream_sessions_total)" -ge 1 ] || t_fail "no upstream session counted"
 last=$(metric sesrelay_upstream_last_success_timestamp_seconds)

@@ -6,7 +6,10 @@
 # file others can read, or a change of mode is refused with a logged
 # reason naming the key, and the running configuration keeps relaying;
 # the systemd credentials directory ($CREDENTIALS_DIRECTORY) is re-read
-# too; listeners are moved, added and removed as `listen` says.
+# too; listeners are moved, added and removed as `listen` says, and so
+# is metrics_listen; hostname and max_message_size apply to new sessions;
+# a change of user is logged as restart-only, of sasl_service refused, a
+# certificate that does not load refused.
 set -euo pipefail
 . "$TESTS_DIR/lib.sh"
 command -v swaks >/dev/null || { echo "SKIP: swaks not installed"; exit 77; }
@@ -141,6 +144,78 @@ sed -i "s|^listen = .*|listen = 127.0.0.1:$OLD_PORT|" "$CONF"
 reload ok
 greets "$OLD_PORT" || t_fail "reload: not listening on $OLD_PORT again"
 t_ok "SIGHUP moves, adds and removes listeners; an address in use is logged and skipped"
+
+# --- metrics_listen follows the configuration too: started, moved, an
+# address that cannot be bound is logged and the old one kept, removed
+http_ok() {	# http_ok PORT: 0 if /metrics answers there
+	curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" -o "$T_DIR/metrics.out"
+}
+M1=$(t_free_port)
+M2=$(t_free_port)
+sed -i "s/^\[relay\]\$/[relay]\nmetrics_listen = 127.0.0.1:$M1/" "$CONF"
+reload ok
+http_ok "$M1" || t_fail "reload: metrics not served on the new metrics_listen $M1"
+grep -q '^sesrelay_build_info{' "$T_DIR/metrics.out" || t_fail "no build info on /metrics"
+start=$(awk '$1 == "sesrelay_start_time_seconds" { print $2 }' "$T_DIR/metrics.out")
+[ $(( $(date +%s) - start )) -ge 3 ] || t_fail "metrics started on reload claim the daemon started at the reload"
+sed -i "s/^metrics_listen = .*/metrics_listen = 127.0.0.1:$M2/" "$CONF"
+reload ok
+http_ok "$M2" || t_fail "reload: metrics not moved to $M2"
+! http_ok "$M1" || t_fail "reload: metrics still served on the old address $M1"
+sed -i "s/^metrics_listen = .*/metrics_listen = 127.0.0.1:$FAKE_PORT/" "$CONF"
+reload ok
+grep -q "reload: \[relay\] metrics_listen: cannot listen on 127.0.0.1:$FAKE_PORT: Address already in use; still serving metrics on 127.0.0.1:$M2" "$LOG" ||
+	t_fail "a metrics address in use is not logged: $(tail -3 "$LOG")"
+http_ok "$M2" || t_fail "the old metrics address stopped although the new one could not be bound"
+sed -i "/^metrics_listen = /d" "$CONF"
+reload ok
+! http_ok "$M2" || t_fail "metrics_listen removed, but metrics still served on $M2"
+t_ok "SIGHUP starts, moves and stops metrics_listen; an address in use is logged, the old one kept"
+
+# --- the other [relay] keys apply to new sessions: hostname, sizes
+ehlo() {	# ehlo: the greeting and EHLO reply of the relay, one line each
+	$PY - "$RELAY_PORT" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+print(s.ehlo("t")[1].decode().replace("\n", " | "))
+print(s.docmd("NOOP")[0]); s.quit()
+PY
+}
+sed -i -e 's/^hostname = relay.test$/hostname = renamed.test/' \
+	-e 's/^\[relay\]$/[relay]\nmax_message_size = 1M/' "$CONF"
+reload ok
+out=$(ehlo)
+grep -q '^renamed.test ' <<<"$out" || t_fail "hostname not reloaded: $out"
+grep -q 'SIZE 1048576' <<<"$out" || t_fail "max_message_size not reloaded: $out"
+t_ok "hostname and max_message_size apply to new sessions after SIGHUP"
+
+# --- what needs a restart: user is logged, sasl_service and an unloadable
+# certificate refuse the reload, naming the key
+cur_user=$(sed -n 's/^user = //p' "$CONF")
+if [ -n "$cur_user" ]; then
+	sed -i "s/^user = .*/user = nobody/" "$CONF"
+else
+	sed -i 's/^\[relay\]$/[relay]\nuser = nobody/' "$CONF"
+fi
+reload ok
+grep -q "reload: \[relay\] user changed from ${cur_user:-(unset)} to nobody: it applies only at the next start (still running as uid $(id -u))" "$LOG" ||
+	t_fail "a change of user is not logged: $(tail -3 "$LOG")"
+sed -i 's/^\[relay\]$/[relay]\nauth = optional/' "$CONF"
+reload ok
+sed -i 's/^\[relay\]$/[relay]\nsasl_service = other/' "$CONF"
+reload refused
+grep -q '\[relay\] sasl_service: changing the SASL service (now sesrelay) needs a restart' "$T_DIR/last" ||
+	t_fail "sasl_service change: $(cat "$T_DIR/last")"
+sed -i '/^sasl_service = /d' "$CONF"
+echo 'not a certificate' >"$T_DIR/bad.pem"
+sed -i "s|^\[relay\]\$|[relay]\ntls_cert = $T_DIR/bad.pem\ntls_key = $T_DIR/bad.pem|" "$CONF"
+reload refused
+grep -q '\[relay\] tls_cert, tls_key: ' "$T_DIR/last" || t_fail "a missing certificate: $(cat "$T_DIR/last")"
+queued restartonly@example.net
+t_wait_queue_empty 10 || t_fail "not relaying after the refused reloads"
+cp "$CONF.good" "$CONF"
+reload ok
+t_ok "user: logged as restart-only; sasl_service and a certificate that does not load: refused, named"
 
 ! grep -qE 'Sanitizer|runtime error' "$LOG" || t_fail "sanitizer report in the log"
 kill -TERM "$RELAY_PID"; wait "$RELAY_PID" || t_fail "sesrelayd exited non-zero"
