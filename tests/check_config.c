@@ -1967,6 +1967,7 @@ static const char *const all_keys[] = {
 	"max_send_rate", "configuration_set", "message_tags", "null_sender",
 	"session_messages", "retry_min", "retry_max", "lifetime", "bounce",
 	"source_arn", "from_arn", "return_path_arn", "arn",
+	"instances", "api_endpoint", "account_poll", "sandbox_recipients",
 };
 
 static char *
