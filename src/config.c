@@ -702,6 +702,18 @@ p_rate(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 	return 0;
 }
 
+/* account_poll: a duration, or off (0: the account is not watched). */
+static int
+p_poll(struct loadctx *ctx, const struct key *k, void *base, const char *v,
+    char *why, size_t wl)
+{
+	if (strcmp(v, "off") == 0) {
+		*FIELD(base, k, unsigned) = 0;
+		return 0;
+	}
+	return p_duration(ctx, k, base, v, why, wl);
+}
+
 /* api_endpoint: https://host[:port][/], or http:// to a loopback address
  * (tests); no user, path, query or fragment. */
 static int
@@ -1298,7 +1310,7 @@ static const struct key keys[] = {
 	  .off = CF(instances), .def = "1", .min = 1, .max = 1000 },
 	{ .sect = S_SES, .name = "api_endpoint", .parse = p_api_url,
 	  .off = CF(api_endpoint), .flags = K_OPT },
-	{ .sect = S_SES, .name = "account_poll", .parse = p_duration,
+	{ .sect = S_SES, .name = "account_poll", .parse = p_poll,
 	  .off = CF(account_poll), .def = "5m", .min = 1, .max = DAY },
 	{ .sect = S_SES, .name = "sandbox_recipients", .parse = p_enum,
 	  .off = CF(sandbox_recipients), .def = "allow",

@@ -109,7 +109,8 @@ struct config {
 					 * max_send_rate is then 0 */
 	char *api_endpoint;		/* SES API v2 base URL; NULL: https://
 					 * email.<region>.amazonaws.com */
-	unsigned account_poll;		/* seconds; default 5m */
+	unsigned account_poll;		/* seconds; default 5m; 0 (off): the
+					 * daemon does not watch the account */
 	unsigned instances;		/* relays sharing the account; default 1 */
 	enum sandbox_policy sandbox_recipients;	/* default allow */
 	char *configuration_set;	/* NULL unless set */

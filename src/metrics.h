@@ -40,6 +40,9 @@ struct metrics *metrics_new(struct event_base *base, const char *listen,
     struct relay_pool *pool, char *err, size_t errlen);
 /* Spool mode: the queue exists only after the spool opened. */
 void metrics_set_queue(struct metrics *m, const struct queue *queue);
+/* The account watcher (sesrelay_account_* metrics); NULL: none. */
+struct account;
+void metrics_set_account(struct metrics *m, const struct account *account);
 /* Close the listener and every connection; cancel a running probe. */
 void metrics_free(struct metrics *m);
 

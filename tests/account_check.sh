@@ -13,7 +13,7 @@ export LC_ALL=C
 
 t_start_fake
 t_start_api
-t_config "api_endpoint = $API_URL" \
+t_config \
 	"[sender app@example.com]" \
 	"[sender example.org]" \
 	"[sender billing@example.org]" \

@@ -91,6 +91,12 @@ t_config() {
 	chmod 600 "$T_DIR/secret"
 	CONF=$T_DIR/sesrelay.conf
 	SPOOL=$T_DIR/spool
+	# the SES account is watched only against the fake API
+	# (t_start_api); otherwise never: tests stay on loopback
+	local api="account_poll = off"
+	[ -z "${API_URL:-}" ] ||
+		api="api_endpoint = $API_URL
+account_poll = ${T_ACCOUNT_POLL:-5m}"
 	cat >"$CONF" <<CONF
 [relay]
 listen = 127.0.0.1:$RELAY_PORT
@@ -105,6 +111,7 @@ endpoint = 127.0.0.1:$FAKE_PORT
 ca_file = $CERTS/ca.pem
 access_key_id = $EXAMPLE_KEY_ID
 secret_access_key_file = $T_DIR/secret
+$api
 CONF
 	# tests run as root on CI: say so, as sesrelayd refuses root otherwise
 	[ "$(id -u)" -ne 0 ] || sed -i 's/^\[relay\]$/[relay]\nuser = root/' "$CONF"
