@@ -673,6 +673,15 @@ p_rate(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 	const char *p = v;
 	double d = 0, scale = 1;
 
+	if (k->off == offsetof(struct config, max_send_rate)) {
+		struct config *cfg = base;
+
+		cfg->max_send_rate_auto = strcmp(v, "auto") == 0;
+		if (cfg->max_send_rate_auto) {
+			cfg->max_send_rate = 0;
+			return 0;
+		}
+	}
 	for (; is_digit((unsigned char)*p); p++)
 		d = d * 10 + (*p - '0');
 	if (p > v && *p == '.' && is_digit((unsigned char)p[1]))
@@ -690,6 +699,51 @@ p_rate(struct loadctx *ctx, const struct key *k, void *base, const char *v,
 		return -1;
 	}
 	*FIELD(base, k, double) = d;
+	return 0;
+}
+
+/* account_poll: a duration, or off (0: the account is not watched). */
+static int
+p_poll(struct loadctx *ctx, const struct key *k, void *base, const char *v,
+    char *why, size_t wl)
+{
+	if (strcmp(v, "off") == 0) {
+		*FIELD(base, k, unsigned) = 0;
+		return 0;
+	}
+	return p_duration(ctx, k, base, v, why, wl);
+}
+
+/* api_endpoint: https://host[:port][/], or http:// to a loopback address
+ * (tests); no user, path, query or fragment. */
+static int
+p_api_url(struct loadctx *ctx, const struct key *k, void *base,
+    const char *v, char *why, size_t wl)
+{
+	const char *h;
+	size_t n;
+	int https = strncmp(v, "https://", 8) == 0;
+
+	if (!https && strncmp(v, "http://", 7) != 0) {
+		snprintf(why, wl, "must be an https:// URL, not '%s'",
+		    show(v).s);
+		return -1;
+	}
+	h = v + (https ? 8 : 7);
+	n = strcspn(h, "/");
+	if (n == 0 || n > 255 || strpbrk(v, "@?# \t") != NULL ||
+	    (h[n] != '\0' && strcmp(h + n, "/") != 0)) {
+		snprintf(why, wl, "must be https://host[:port] without a "
+		    "path, not '%s'", show(v).s);
+		return -1;
+	}
+	if (!https && strncmp(h, "127.", 4) != 0 &&
+	    strncmp(h, "[::1]", 5) != 0 && strncmp(h, "localhost", 9) != 0) {
+		snprintf(why, wl, "plain http is only for a loopback "
+		    "address (tests), not '%s'", show(v).s);
+		return -1;
+	}
+	*FIELD(base, k, char *) = xstrdup(v);
 	return 0;
 }
 
@@ -1181,6 +1235,7 @@ static const char *const auth_names[] = {
 };
 static const char *const logfmt_names[] = { "text", "json", NULL };
 static const char *const bounce_names[] = { "dsn", "none", NULL };
+static const char *const sandbox_names[] = { "allow", "refuse", NULL };
 
 #define CF(f)	offsetof(struct config, f)
 #define PF(f)	offsetof(struct pending, f)
@@ -1251,6 +1306,15 @@ static const struct key keys[] = {
 	  .off = CF(max_connections), .def = "4", .min = 1, .max = 1000 },
 	{ .sect = S_SES, .name = "max_send_rate", .parse = p_rate,
 	  .off = CF(max_send_rate), .def = "0", .min = 0, .max = 1000000 },
+	{ .sect = S_SES, .name = "instances", .parse = p_uint,
+	  .off = CF(instances), .def = "1", .min = 1, .max = 1000 },
+	{ .sect = S_SES, .name = "api_endpoint", .parse = p_api_url,
+	  .off = CF(api_endpoint), .flags = K_OPT },
+	{ .sect = S_SES, .name = "account_poll", .parse = p_poll,
+	  .off = CF(account_poll), .def = "5m", .min = 1, .max = DAY },
+	{ .sect = S_SES, .name = "sandbox_recipients", .parse = p_enum,
+	  .off = CF(sandbox_recipients), .def = "allow",
+	  .names = sandbox_names },
 	{ .sect = S_SES, .name = "configuration_set", .parse = p_cset,
 	  .off = CF(configuration_set), .flags = K_OPT },
 	{ .sect = S_SES, .name = "message_tags", .parse = p_tags,
@@ -2186,7 +2250,7 @@ read_secret_file(struct loadctx *ctx, const char *key, const char *path)
 	return s;
 }
 
-/* Derive the SMTP password from secret, which is wiped and freed. */
+/* Derive the SMTP password from secret, which cfg keeps (see below). */
 static int
 derive(struct loadctx *ctx, const char *key_id, char *secret,
     const char *source)
@@ -2205,7 +2269,9 @@ derive(struct loadctx *ctx, const char *key_id, char *secret,
 		return -1;
 	}
 	rc = ses_auth_smtp_password(secret, strlen(secret), cfg->region, pw);
-	wipe_free(secret);
+	/* kept (wiped when the snapshot is freed) to sign SES API requests:
+	 * aws_creds_resolve_static() */
+	cfg->secret_access_key = secret;
 	if (rc == -1) {
 		wipe(pw, sizeof(pw));
 		fail(ctx, "%s: cannot derive the SMTP password from %s",
@@ -2573,11 +2639,13 @@ config_free(struct config *cfg)
 	free(cfg->ca_file);
 	free(cfg->access_key_id);
 	wipe_free(cfg->smtp_password);
+	wipe_free(cfg->secret_access_key);
 	free(cfg->credential_source);
 	free(cfg->aws_profile);
 	free(cfg->configuration_set);
 	free(cfg->message_tags);
 	free(cfg->null_sender);
+	free(cfg->api_endpoint);
 	for (i = 0; i < cfg->nsenders; i++) {
 		free(cfg->senders[i].pattern);
 		free(cfg->senders[i].source_arn);

@@ -30,6 +30,7 @@ enum relay_mode { RELAY_MODE_SPOOL, RELAY_MODE_PASSTHROUGH };
 enum upstream_tls { UPSTREAM_TLS_STARTTLS, UPSTREAM_TLS_IMPLICIT };
 enum auth_policy { AUTH_OFF, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum bounce_policy { BOUNCE_DSN, BOUNCE_NONE };
+enum sandbox_policy { SANDBOX_ALLOW, SANDBOX_REFUSE };
 
 /* One entry of [relay] listen. */
 struct listen_spec {
@@ -95,11 +96,23 @@ struct config {
 	char *ca_file;			/* NULL: the system trust store */
 	char *access_key_id;		/* the SMTP user name (resolved) */
 	char *smtp_password;		/* the derived SMTP password (secret) */
+	char *secret_access_key;	/* the IAM secret it was derived from
+					 * (secret; NULL with smtp_password_file),
+					 * for SigV4 of SES API requests */
 	char *credential_source;	/* where they came from, for -n and logs,
 					 * e.g. "secret_access_key_file /etc/x" */
 	char *aws_profile;		/* as configured (NULL: AWS_PROFILE/default) */
 	unsigned max_connections;	/* default 4 */
 	double max_send_rate;		/* recipients per second; 0 = off */
+	int max_send_rate_auto;		/* max_send_rate = auto: the rate comes
+					 * from GetAccount (account.h);
+					 * max_send_rate is then 0 */
+	char *api_endpoint;		/* SES API v2 base URL; NULL: https://
+					 * email.<region>.amazonaws.com */
+	unsigned account_poll;		/* seconds; default 5m; 0 (off): the
+					 * daemon does not watch the account */
+	unsigned instances;		/* relays sharing the account; default 1 */
+	enum sandbox_policy sandbox_recipients;	/* default allow */
 	char *configuration_set;	/* NULL unless set */
 	char *message_tags;		/* validated "k=v, k2=v2"; NULL unless set */
 	char *null_sender;		/* NULL: MAIL FROM:<> is refused */

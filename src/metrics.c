@@ -17,6 +17,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "account.h"
 #include "log.h"
 #include "queue.h"
 #include "relay_client.h"
@@ -41,6 +42,7 @@ struct metrics {
 	struct evhttp *http;
 	const struct smtp_server *srv;
 	const struct queue *queue;	/* NULL: passthrough */
+	const struct account *account;	/* NULL: not watched */
 	struct relay_pool *pool;
 	time_t started;
 	char *listen;			/* where it serves; NULL: nowhere */
@@ -165,6 +167,59 @@ histogram(struct evbuffer *b, const char *name, const char *help,
 }
 
 static void
+gauge_f(struct evbuffer *b, const char *name, const char *help, double v)
+{
+	header(b, name, "gauge", help);
+	evbuffer_add_printf(b, "%s %.17g\n", name, v);
+}
+
+/* The SES account, as the last GetAccount saw it (account.h). */
+static void
+render_account(struct metrics *m, struct evbuffer *b)
+{
+	struct account_status st;
+	const char *lv[SES_API_NRESULTS];
+
+	account_status(m->account, &st);
+	gauge_f(b, "sesrelay_account_max_send_rate", "SES's MaxSendRate for "
+	    "the account (recipients per second); -1 until GetAccount "
+	    "answered.", st.known ? st.last.max_rate : -1);
+	gauge_f(b, "sesrelay_account_max_24h_send", "SES's Max24HourSend "
+	    "(-1: unlimited, or not known yet).", st.known ?
+	    st.last.max_24h : -1);
+	gauge_f(b, "sesrelay_account_sent_last_24h", "SES's SentLast24Hours "
+	    "plus the recipients this relay sent since that answer.",
+	    st.known ? st.last.sent_24h + (double)st.sent_since : 0);
+	gauge_f(b, "sesrelay_account_sandbox", "1 if the account is in the "
+	    "SES sandbox; -1: not known.", st.known ?
+	    (double)!st.last.production : -1);
+	gauge_f(b, "sesrelay_account_sending_enabled", "SES's SendingEnabled "
+	    "(1/0); -1: not known.", st.known ?
+	    (double)st.last.sending_enabled : -1);
+	one(b, "sesrelay_account_held", "gauge", "1 while mail is held back "
+	    "(daily quota used up, sending paused or shut down).", st.held);
+	one(b, "sesrelay_account_api_up", "gauge", "1 if the latest "
+	    "GetAccount answered; 0: the configured or fallback rate "
+	    "applies and the quota is not watched.", st.api_up);
+	gauge_f(b, "sesrelay_account_send_rate", "The rate the relay sends "
+	    "at now (recipients per second; 0: no limit).", st.rate);
+	one(b, "sesrelay_account_rate_fallback", "gauge", "1 if "
+	    "max_send_rate = auto uses the fallback rate: GetAccount never "
+	    "answered.", st.rate_fallback);
+	one(b, "sesrelay_account_last_answer_timestamp_seconds", "gauge",
+	    "When GetAccount last answered; 0: never.",
+	    (uint64_t)st.last_answer);
+	for (int i = 0; i < SES_API_NRESULTS; i++)
+		lv[i] = ses_api_result_name((enum ses_api_result)i);
+	labelled(b, "sesrelay_account_api_requests_total", "counter",
+	    "SES API v2 requests (GetAccount, GetEmailIdentity) by result.",
+	    "result", SES_API_NRESULTS, lv, st.requests);
+	one(b, "sesrelay_account_sandbox_refused_total", "counter",
+	    "Recipients refused at RCPT: not verified while in the sandbox.",
+	    st.rcpt_refused);
+}
+
+static void
 render(struct metrics *m, struct evbuffer *b)
 {
 	const struct smtp_server_stats *ss = smtp_server_stats(m->srv);
@@ -271,6 +326,9 @@ render(struct metrics *m, struct evbuffer *b)
 	one(b, "sesrelay_upstream_last_success_timestamp_seconds", "gauge",
 	    "When SES last completed a command for us; 0: never.",
 	    (uint64_t)rs.last_success);
+
+	if (m->account != NULL)
+		render_account(m, b);
 }
 
 /* --- HTTP ------------------------------------------------------------------ */
@@ -444,6 +502,12 @@ metrics_new(struct event_base *base, const char *listen,
 	event_add(m->sample_ev, &tv);
 	log_info("metrics on http://%s/metrics and /healthz", listen);
 	return m;
+}
+
+void
+metrics_set_account(struct metrics *m, const struct account *account)
+{
+	m->account = account;
 }
 
 void

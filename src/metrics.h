@@ -55,6 +55,9 @@ const char *metrics_listen_addr(const struct metrics *m);
 /* sesrelay_start_time_seconds, when metrics begin later than the daemon
  * (default: when metrics_new() was called). */
 void metrics_set_start_time(struct metrics *m, time_t started);
+/* The account watcher (sesrelay_account_* metrics); NULL: none. */
+struct account;
+void metrics_set_account(struct metrics *m, const struct account *account);
 /* Close the listener and every connection; cancel a running probe. */
 void metrics_free(struct metrics *m);
 

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "account.h"
 #include "bounce.h"
 #include "config.h"
 #include "log.h"
@@ -80,7 +81,16 @@ struct queue {
 	void (*drained)(void *);
 	void *drained_arg;
 	struct queue_stats counters;	/* the cumulative fields */
+	struct account *account;	/* NULL: the account is not watched */
 };
+
+/* max_send_rate, or what the account watcher says (max_send_rate = auto). */
+static double
+queue_rate(const struct queue *q)
+{
+	return q->account != NULL ? account_send_rate(q->account) :
+	    q->cfg->max_send_rate;
+}
 
 static void dispatch(struct queue *q);
 static void entry_free(struct qentry *e);
@@ -523,7 +533,7 @@ pace_wait(struct queue *q, size_t n)
 	struct timespec now;
 	struct sent *s;
 
-	pace_limits(q->cfg->max_send_rate, &window, &budget);
+	pace_limits(queue_rate(q), &window, &budget);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	while ((s = TAILQ_FIRST(&q->sent)) != NULL &&
 	    seconds_since(&s->at, &now) >= window) {
@@ -547,7 +557,7 @@ pace_wait(struct queue *q, size_t n)
 static void
 pace_note(struct queue *q, size_t n)
 {
-	if (q->cfg->max_send_rate <= 0)
+	if (queue_rate(q) <= 0)
 		return;
 	struct sent *s = xcalloc(1, sizeof(*s));
 	clock_gettime(CLOCK_MONOTONIC, &s->at);
@@ -564,11 +574,17 @@ next_chunk_size(const struct qentry *e)
 	double window;
 	size_t budget, n = count_state(e->env, SPOOL_RCPT_PENDING);
 
-	pace_limits(e->q->cfg->max_send_rate, &window, &budget);
+	pace_limits(queue_rate(e->q), &window, &budget);
 	if (n > RELAY_MAX_RCPTS)
 		n = RELAY_MAX_RCPTS;
 	if (budget > 0 && n > budget)
 		n = budget;
+	/* no more than the daily quota has left (dispatch holds at 0) */
+	if (e->q->account != NULL) {
+		size_t left = account_quota_left(e->q->account);
+		if (left > 0 && n > left)
+			n = left;
+	}
 	return n;
 }
 
@@ -608,6 +624,10 @@ send_chunk(struct qentry *e, size_t n)
 	msg->eightbit = 1;
 	msg->all_or_nothing = 0;
 	pace_note(q, c->n);
+	/* counted against the daily quota when sent, so that the quota is
+	 * never overrun by transactions in flight */
+	if (q->account != NULL)
+		account_note_sent(q->account, c->n);
 	q->inflight++;
 	e->jobs_out++;
 	relay_submit(q->pool, msg, chunk_done, c);
@@ -647,6 +667,12 @@ dispatch(struct queue *q)
 				attempt_done(e);
 			continue;
 		}
+		/* the account cannot send now (quota used up, sending
+		 * paused): mail stays queued until the watcher calls
+		 * queue_kick (account.c logs it, once) */
+		if (q->account != NULL &&
+		    account_hold_reason(q->account) != NULL)
+			return;
 		double wait = pace_wait(q, n);
 		if (wait > 0) {
 			/* rounded up, so the window has room when it fires */
@@ -726,6 +752,18 @@ queue_flush(struct queue *q)
 		}
 	}
 	log_info("queue: flush: %zu messages to retry now", n);
+	dispatch(q);
+}
+
+void
+queue_set_account(struct queue *q, struct account *account)
+{
+	q->account = account;
+}
+
+void
+queue_kick(struct queue *q)
+{
 	dispatch(q);
 }
 

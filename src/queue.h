@@ -43,6 +43,14 @@ void queue_add(struct queue *q, struct spool_envelope *env);
 /* Retry everything now (sesrelay flush, SIGUSR1). */
 void queue_flush(struct queue *q);
 void queue_set_config(struct queue *q, struct config *cfg);
+/* The account watcher (may be NULL) gives the rate (max_send_rate = auto)
+ * and holds the queue while the account cannot send (daily quota used
+ * up, sending paused); it is told of every recipient SES accepted. */
+struct account;
+void queue_set_account(struct queue *q, struct account *account);
+/* Start what may start now (the account released its hold, or the rate
+ * changed). */
+void queue_kick(struct queue *q);
 /* Start nothing new; drained (may be NULL) is called once no delivery is
  * in flight.  Attempts cut short save their progress (a recipient already
  * delivered is not sent the message again after a restart) and count as

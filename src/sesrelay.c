@@ -14,8 +14,11 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "account_check.h"
+#include "aws_creds.h"
 #include "config.h"
 #include "health.h"
+#include "http_client.h"
 #include "log.h"
 #include "relay_client.h"
 #include "ses_auth.h"
@@ -32,7 +35,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: sesrelay passwd [--region REGION]   (secret on stdin)\n"
-	    "       sesrelay check [-c file]\n"
+	    "       sesrelay check [-c file] [--json]\n"
 	    "       sesrelay queue [-c file]\n"
 	    "       sesrelay flush [-c file]\n"
 	    "       sesrelay health [-s] [-c file]\n"
@@ -124,6 +127,7 @@ cmd_passwd(int argc, char *argv[])
 
 struct check_state {
 	struct event_base *base;
+	struct check_report *report;
 	int ok;
 	int done;
 };
@@ -131,8 +135,8 @@ struct check_state {
 static void
 check_trace(const char *step, int ok, const char *detail, void *arg)
 {
-	printf("%-12s %-4s %s\n", step, ok ? "ok" : "FAIL", detail);
-	fflush(stdout);
+	struct check_state *st = arg;
+	check_report_line(st->report, step, ok ? "ok" : "FAIL", "%s", detail);
 }
 
 static void
@@ -142,11 +146,11 @@ check_done(const struct relay_result *res, void *arg)
 	st->ok = res->status == RELAY_OK;
 	st->done = 1;
 	if (!st->ok)
-		printf("result       FAIL %d %s %s\n", res->reply.code,
-		    res->reply.enhanced, res->reply.text);
+		check_report_line(st->report, "result", "FAIL", "%d %s %s",
+		    res->reply.code, res->reply.enhanced, res->reply.text);
 	else
-		printf("result       ok   SES accepted the relay's "
-		    "credentials\n");
+		check_report_line(st->report, "result", "ok", "SES accepted "
+		    "the relay's credentials");
 	event_base_loopexit(st->base, NULL);
 }
 
@@ -171,20 +175,30 @@ static int
 cmd_check(int argc, char *argv[])
 {
 	char err[CONFIG_ERR_MAX];
+	int json = 0, n = 0;
+	/* --json: the whole report as one JSON object (account_check.h) */
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
 	const char *path = config_path_arg(argc, argv);
 	struct config *cfg = config_load(path, 1, err);
 	if (cfg == NULL) {
 		fprintf(stderr, "sesrelay check: %s\n", err);
 		return 2;
 	}
-	printf("%-12s %-4s %s (credentials: %s)\n", "config", "ok", cfg->path,
-	    cfg->credential_source);
-	printf("%-12s %-4s %s:%u, tls %s, certificate name %s\n", "endpoint",
-	    "ok", cfg->endpoint_host, cfg->endpoint_port,
+	struct check_report *report = check_report_new(json);
+	check_report_line(report, "config", "ok", "%s (credentials: %s)",
+	    cfg->path, cfg->credential_source);
+	check_report_line(report, "endpoint", "ok", "%s:%u, tls %s, "
+	    "certificate name %s", cfg->endpoint_host, cfg->endpoint_port,
 	    cfg->tls == UPSTREAM_TLS_STARTTLS ? "starttls" : "implicit",
 	    cfg->tls_verify_name);
 
-	struct check_state st = { .base = event_base_new() };
+	struct check_state st = { .base = event_base_new(), .report = report };
 	struct evdns_base *dns = evdns_base_new(st.base,
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	struct relay_pool *pool = relay_pool_new(st.base, dns, cfg, err,
@@ -193,14 +207,30 @@ cmd_check(int argc, char *argv[])
 		fprintf(stderr, "sesrelay check: %s\n", err);
 		return 2;
 	}
-	relay_pool_set_trace(pool, check_trace, NULL);
+	relay_pool_set_trace(pool, check_trace, &st);
 	relay_probe(pool, check_done, &st);
 	event_base_dispatch(st.base);
 	relay_pool_free(pool);
+
+	/* the account, through the SES API v2 */
+	struct aws_credentials *creds = aws_creds_resolve_static(cfg, err,
+	    sizeof(err));
+	char herr[256];
+	struct http_client *http = http_client_new(st.base, cfg->ca_file,
+	    herr, sizeof(herr));
+	if (http == NULL)
+		check_report_line(report, "api", "FAIL", "%s", herr);
+	else
+		account_check_run(report, st.base, http, cfg, creds, err);
+	http_client_free(http);
+	if (creds != NULL)
+		aws_credentials_unref(creds);
+	int fails = check_report_finish(report);
+
 	evdns_base_free(dns, 0);
 	event_base_free(st.base);
 	config_unref(cfg);
-	return st.done && st.ok ? 0 : 1;
+	return st.done && st.ok && fails == 0 ? 0 : 1;
 }
 
 static void

@@ -22,6 +22,9 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "account.h"
+#include "aws_creds.h"
+#include "http_client.h"
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
@@ -52,6 +55,9 @@ struct daemon_state {
 	struct metrics *metrics;	/* [relay] metrics_listen */
 	time_t started;
 	char *sasl_app;			/* sasl_service libsasl2 started with */
+	struct http_client *http;	/* SES API v2 */
+	struct account *account;	/* NULL: not watched */
+	struct aws_credentials *creds;	/* signs API requests */
 	char *pidfile;
 	struct event *hard_stop;
 	struct event *status_ev;	/* STATUS= updates, under systemd */
@@ -461,6 +467,58 @@ reload_metrics(struct daemon_state *d, const struct config *cfg)
 		    was != NULL ? was : "no address");
 }
 
+/* The account watcher's credentials: a new reference, or NULL. */
+static struct aws_credentials *
+daemon_creds(void *arg)
+{
+	struct daemon_state *d = arg;
+
+	return d->creds != NULL ? aws_credentials_ref(d->creds) : NULL;
+}
+
+static void
+account_changed(void *arg)
+{
+	struct daemon_state *d = arg;
+
+	if (d->queue != NULL)
+		queue_kick(d->queue);
+}
+
+/* Watch the SES account (account.h) unless account_poll = off or the
+ * credentials hold no secret access key to sign with. */
+static void
+start_account(struct daemon_state *d)
+{
+	char err[512];
+
+	if (d->cfg->account_poll == 0) {
+		if (d->cfg->max_send_rate_auto)
+			log_warnx("account: account_poll = off: max_send_rate "
+			    "= auto sends %g per second", ACCOUNT_FALLBACK_RATE /
+			    d->cfg->instances);
+		return;
+	}
+	if ((d->creds = aws_creds_resolve_static(d->cfg, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("account: not watched: %s", err);
+		return;
+	}
+	if ((d->http = http_client_new(d->base, d->cfg->ca_file, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("account: not watched: %s", err);
+		return;
+	}
+	d->account = account_new(d->base, d->http, d->cfg, daemon_creds, d);
+	account_set_listener(d->account, account_changed, d);
+	if (d->queue != NULL)
+		queue_set_account(d->queue, d->account);
+	smtp_server_set_account(d->server, d->account);
+	if (d->metrics != NULL)
+		metrics_set_account(d->metrics, d->account);
+	account_start(d->account);
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -494,6 +552,20 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	reload_metrics(d, cfg);
 	if (d->queue != NULL)
 		queue_set_config(d->queue, cfg);
+	if (d->account != NULL) {
+		char cerr[512];
+		struct aws_credentials *c = aws_creds_resolve_static(cfg, cerr,
+		    sizeof(cerr));
+
+		if (c == NULL)
+			log_warnx("account: keeping the credentials in use: %s",
+			    cerr);
+		else {
+			aws_credentials_unref(d->creds);
+			d->creds = c;
+		}
+		account_set_config(d->account, cfg);
+	}
 	log_set_format(cfg->log_format);
 	config_unref(d->cfg);
 	d->cfg = cfg;
@@ -659,6 +731,7 @@ main(int argc, char *argv[])
 		if (d.metrics != NULL)
 			metrics_set_queue(d.metrics, d.queue);
 	}
+	start_account(&d);
 
 	struct event *ev_term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
 	struct event *ev_int = evsignal_new(d.base, SIGINT, on_terminate, &d);
@@ -707,6 +780,13 @@ main(int argc, char *argv[])
 	if (d.queue != NULL)
 		queue_shutdown(d.queue, NULL, NULL);
 	smtp_server_free(d.server);
+	/* after the sessions and before the queue, which both use it */
+	if (d.queue != NULL)
+		queue_set_account(d.queue, NULL);
+	account_free(d.account);
+	http_client_free(d.http);
+	if (d.creds != NULL)
+		aws_credentials_unref(d.creds);
 	relay_pool_free(d.pool);
 	spool_close(d.spool);
 	queue_free(d.queue);

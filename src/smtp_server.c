@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "account.h"
 #include "addr.h"
 #include "config.h"
 #include "log.h"
@@ -101,12 +102,14 @@ enum sess_state {
 			 * the spool to make the message durable */
 	SS_AUTH,	/* AUTH: the next line is a SASL response */
 	SS_PAUSED,	/* AUTH failed: the reply waits out a delay */
-	SS_CLOSING	/* final reply queued; close once written */
+	SS_CLOSING,	/* final reply queued; close once written */
+	SS_LOOKUP	/* RCPT waits for a sandbox identity lookup
+			 * (account_check_rcpt; bounded by its timeout) */
 };
 
 static const char *sess_state_names[] = {
 	"connected", "ready", "mail", "rcpt", "data", "relaying", "auth",
-	"paused", "closing"
+	"paused", "closing", "lookup"
 };
 
 struct listener {
@@ -130,6 +133,7 @@ struct smtp_server {
 	struct relay_pool *pool;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
+	struct account *account;	/* NULL: the account is not watched */
 	struct listener_list listeners;
 	struct session_list sessions;
 	unsigned nsessions;
@@ -212,6 +216,9 @@ struct session {
 	char early_id[128];
 	struct relay_job *job;
 	struct pending_commit *commit;
+	struct account_lookup *lookup;	/* SS_LOOKUP */
+	char *lookup_rcpt;
+	enum sess_state lookup_prev;	/* SS_MAIL or SS_RCPT */
 	struct timespec t_data;	/* when the final dot arrived */
 	unsigned ntx;		/* transactions in this session */
 };
@@ -236,6 +243,9 @@ struct pt_source {
 };
 
 static void session_process(struct session *);
+static void rcpt_add(struct session *, const char *);
+static void rcpt_refuse(struct session *, const char *, const char *);
+static void rcpt_verdict(enum account_verdict, const char *, void *);
 static void session_free(struct session *);
 static void linger_cb(evutil_socket_t, short, void *);
 
@@ -283,6 +293,12 @@ session_detach(struct session *s)
 		s->commit->s = NULL;	/* the commit goes on without us */
 		s->commit = NULL;
 	}
+	if (s->lookup != NULL) {
+		account_lookup_cancel(s->lookup);
+		s->lookup = NULL;
+	}
+	free(s->lookup_rcpt);
+	s->lookup_rcpt = NULL;
 	evtimer_del(s->pause_ev);
 }
 
@@ -369,7 +385,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	if (s->state == SS_CLOSING || s->state == SS_RELAYING ||
-	    s->state == SS_PAUSED)
+	    s->state == SS_PAUSED || s->state == SS_LOOKUP)
 		return;
 	log_info("session %s client=%s timeout in state %s (command not "
 	    "complete in time)", s->id, s->client,
@@ -582,6 +598,16 @@ cmd_mail(struct session *s, const char *args)
 		client_error(s);
 		return;
 	}
+	/* passthrough: SES would refuse it (quota, paused account) */
+	const char *hold = s->cfg->mode == RELAY_MODE_PASSTHROUGH &&
+	    s->srv->account != NULL ? account_hold_reason(s->srv->account) :
+	    NULL;
+	if (hold != NULL) {
+		log_info("session %s client=%s deferred sender=<%s>: %s",
+		    s->id, s->client, sender != NULL ? sender : "", hold);
+		reply(s, "451 4.7.0 Try again later: %s", hold);
+		return;
+	}
 	if (ma.has_size && ma.size > s->cfg->max_message_size) {
 		reply(s, "552 5.3.4 Message size exceeds fixed limit of %llu "
 		    "bytes", (unsigned long long)s->cfg->max_message_size);
@@ -652,10 +678,63 @@ cmd_rcpt(struct session *s, const char *args)
 			client_error(s);
 		return;
 	}
+	if (s->srv->account != NULL) {
+		char reason[512];
+		struct account_lookup *l;
+		enum account_verdict v = account_check_rcpt(s->srv->account,
+		    address, rcpt_verdict, s, &l, reason, sizeof(reason));
+
+		if (v == ACCOUNT_RCPT_WAIT) {
+			/* session_process stops reading until the answer */
+			s->lookup = l;
+			s->lookup_rcpt = xstrdup(address);
+			s->lookup_prev = s->state;
+			set_state(s, SS_LOOKUP);
+			return;
+		}
+		if (v == ACCOUNT_RCPT_REFUSE) {
+			rcpt_refuse(s, address, reason);
+			return;
+		}
+	}
+	rcpt_add(s, address);
+}
+
+static void
+rcpt_add(struct session *s, const char *address)
+{
 	s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1, sizeof(*s->rcpts));
 	s->rcpts[s->nrcpts++] = xstrdup(address);
 	set_state(s, SS_RCPT);
 	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+rcpt_refuse(struct session *s, const char *address, const char *reason)
+{
+	log_info("session %s client=%s refused rcpt=<%s>: %s", s->id,
+	    s->client, address, reason);
+	reply(s, "550 5.7.1 %s", reason);
+	client_error(s);
+}
+
+/* The sandbox lookup for s->lookup_rcpt answered. */
+static void
+rcpt_verdict(enum account_verdict v, const char *reason, void *arg)
+{
+	struct session *s = arg;
+	char *address = s->lookup_rcpt;
+
+	s->lookup = NULL;
+	s->lookup_rcpt = NULL;
+	set_state(s, s->lookup_prev);
+	if (v == ACCOUNT_RCPT_REFUSE)
+		rcpt_refuse(s, address, reason);
+	else
+		rcpt_add(s, address);
+	free(address);
+	if (s->state != SS_CLOSING)
+		session_process(s);
 }
 
 static void
@@ -1657,7 +1736,8 @@ session_process(struct session *s)
 	struct evbuffer *out = bufferevent_get_output(bev);
 
 	while (s->state != SS_CLOSING && s->state != SS_RELAYING &&
-	    s->state != SS_PAUSED && s->bev == bev) {
+	    s->state != SS_PAUSED && s->state != SS_LOOKUP &&
+	    s->bev == bev) {
 		if (evbuffer_get_length(out) > OUTPUT_HIGH)
 			return;		/* resumed by the write callback */
 		if (s->state == SS_DATA) {
@@ -2173,6 +2253,12 @@ smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
 {
 	srv->spool = spool;
 	srv->queue = queue;
+}
+
+void
+smtp_server_set_account(struct smtp_server *srv, struct account *account)
+{
+	srv->account = account;
 }
 
 void

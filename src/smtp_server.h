@@ -25,6 +25,12 @@ struct smtp_server;
 struct smtp_server *smtp_server_new(struct event_base *base,
     struct config *cfg, struct relay_pool *pool);
 /* Spool mode: where finished messages go (set after the spool opens). */
+/* The account watcher (NULL: none): passthrough answers MAIL with 451
+ * 4.7.0 while the account cannot send (account_hold_reason), and RCPT
+ * waits for account_check_rcpt in the sandbox. */
+struct account;
+void smtp_server_set_account(struct smtp_server *srv,
+    struct account *account);
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool,
     struct queue *queue);
 /* Bind and listen on every cfg->listen address (before dropping

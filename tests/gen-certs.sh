@@ -7,6 +7,8 @@
 #   wrong.pem/wrong.key     signed by the CA for wrong.example.com
 #   self.pem/self.key       self-signed for the regional name (untrusted)
 #   inbound.pem/inbound.key signed by the CA for localhost / 127.0.0.1
+#   api.pem/api.key         signed by the CA for the SES API v2 host
+#                           (email.us-east-1.amazonaws.com) and 127.0.0.1
 #
 # EC P-256 keys (mode 600), 10-year validity.  Idempotent: nothing is done
 # if DIR/ca.pem exists and is newer than this script.
@@ -65,6 +67,7 @@ newkey ca
 sign ses "$ses_name" "DNS:$ses_name, DNS:*.email-smtp.$region.vpce.amazonaws.com, DNS:email-smtp-fips.$region.amazonaws.com"
 sign wrong wrong.example.com "DNS:wrong.example.com"
 sign inbound localhost "DNS:localhost, IP:127.0.0.1"
+sign api email.$region.amazonaws.com "DNS:email.$region.amazonaws.com, DNS:localhost, IP:127.0.0.1, IP:::1"
 
 newkey self
 "$OPENSSL" req -x509 -new -key "$tmp/self.key" -sha256 -days "$days" \
@@ -74,7 +77,7 @@ newkey self
     -addext "extendedKeyUsage=serverAuth" \
     -out "$tmp/self.pem" 2>/dev/null
 
-for n in ses wrong self inbound ca; do
+for n in ses wrong self inbound api ca; do
 	chmod 600 "$tmp/$n.key"
 	chmod 644 "$tmp/$n.pem"
 	mv -f "$tmp/$n.key" "$dir/$n.key"

@@ -91,6 +91,12 @@ t_config() {
 	chmod 600 "$T_DIR/secret"
 	CONF=$T_DIR/sesrelay.conf
 	SPOOL=$T_DIR/spool
+	# the SES account is watched only against the fake API
+	# (t_start_api); otherwise never: tests stay on loopback
+	local api="account_poll = off"
+	[ -z "${API_URL:-}" ] ||
+		api="api_endpoint = $API_URL
+account_poll = ${T_ACCOUNT_POLL:-5m}"
 	cat >"$CONF" <<CONF
 [relay]
 listen = 127.0.0.1:$RELAY_PORT
@@ -105,6 +111,7 @@ endpoint = 127.0.0.1:$FAKE_PORT
 ca_file = $CERTS/ca.pem
 access_key_id = $EXAMPLE_KEY_ID
 secret_access_key_file = $T_DIR/secret
+$api
 CONF
 	# tests run as root on CI: say so, as sesrelayd refuses root otherwise
 	[ "$(id -u)" -ne 0 ] || sed -i 's/^\[relay\]$/[relay]\nuser = root/' "$CONF"
@@ -153,3 +160,58 @@ t_wait_queue_empty() {
 t_messages() {
 	find "$MAILDIR" -name '*.env' | wc -l
 }
+
+# ---- the fake SES API v2 (tests/fake_ses_api.py) ----
+# t_start_api [fake_ses_api.py options...]: HTTPS on 127.0.0.1 with the
+# test CA's api.pem, SigV4 checked for the example key; sets API_PORT,
+# API_PID, API_URL, API_STATE (JSON, re-read per request: t_api_state),
+# API_LOG (one JSON line per request), API_OUT (SendEmail messages).
+API_STATE=$T_DIR/api-state.json
+API_LOG=$T_DIR/api-requests.log
+API_OUT=$T_DIR/api-out
+t_start_api() {
+	[ -n "${CERTS:-}" ] || t_certs
+	mkdir -p "$API_OUT"
+	[ -f "$API_STATE" ] || echo '{}' >"$API_STATE"
+	rm -f "$T_DIR/api.port"
+	/usr/bin/python3 "$TESTS_DIR/fake_ses_api.py" \
+		--listen "127.0.0.1:${API_PORT:-0}" --portfile "$T_DIR/api.port" \
+		--cert "$CERTS/api.pem" --key "$CERTS/api.key" \
+		--key-id "$EXAMPLE_KEY_ID" --secret "$EXAMPLE_SECRET" \
+		--region us-east-1 --state "$API_STATE" --log "$API_LOG" \
+		--outdir "$API_OUT" "$@" 2>>"$T_DIR/api.log" &
+	API_PID=$!
+	T_PIDS+=("$API_PID")
+	t_wait_file "$T_DIR/api.port" || t_fail "fake SES API did not start: $(cat "$T_DIR/api.log")"
+	API_PORT=$(cat "$T_DIR/api.port")
+	API_URL=https://127.0.0.1:$API_PORT
+}
+
+# t_stop_api: the API endpoint goes away (connections refused).
+t_stop_api() {
+	kill "$API_PID" 2>/dev/null || true
+	wait "$API_PID" 2>/dev/null || true
+}
+
+# t_api_state JSON: replace the fake API's state atomically.
+t_api_state() {
+	printf '%s\n' "$1" >"$API_STATE.tmp" && mv -f "$API_STATE.tmp" "$API_STATE"
+}
+
+# t_api_count OP [STATUS]: requests of operation OP (with STATUS) so far.
+t_api_count() {
+	/usr/bin/python3 - "$API_LOG" "$1" "${2:-}" <<'PY'
+import json, sys
+n = 0
+try:
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        if r["op"] == sys.argv[2] and (not sys.argv[3] or str(r["status"]) == sys.argv[3]):
+            n += 1
+except FileNotFoundError:
+    pass
+print(n)
+PY
+}
+# tests/api_request (src/http_client.c driven from the command line)
+API_REQUEST=${API_REQUEST:-$(dirname "${FAKE_SES:-tests/fake_ses}")/api_request}

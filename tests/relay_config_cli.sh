@@ -179,6 +179,7 @@ t_ok "temporary credentials (ASIA key id, AWS_SESSION_TOKEN) refused: exit 2, sa
 
 # ---- the secret stays out of argv and the log ----
 RELAY_PORT=	# a port picked just now: the one above may be taken by now
+t_start_api	# sesrelay check reads the account too
 t_config
 t_start_relay -d
 printf 'EHLO cli.test\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nFrom: app@example.com\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n' |
