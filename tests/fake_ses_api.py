@@ -27,14 +27,20 @@ atomically with t_api_state); keys, all optional:
   max_24h (50000), max_rate (14), sent_24h (0)   SendQuota
   identities: {"example.com": {"verified": true, "dkim": "SUCCESS"}, ...}
       an identity not listed does not exist (404 NotFoundException)
-  fail: {"<Operation>" or "*": "AccessDenied" | "Throttling" | "500"}
+  fail: {"<Operation>" or "*": "AccessDenied" | "Throttling" | "500" |
+         "503" | "MessageRejected" | "MailFromDomainNotVerified" |
+         "AccountSuspended" | "SendingPaused" | "BadRequest" | "NotFound" |
+         "LimitExceeded"}
+  fail_count: answer "fail" to that many requests only (then succeed)
   delay: seconds to wait before answering (timeouts)
 Each request is logged as one JSON line to --log:
   {"op": ..., "method": ..., "path": ..., "status": ..., "error": ...}
 
 Usage: fake_ses_api.py --listen 127.0.0.1:0 --portfile F --cert C --key K
        --key-id AKID --secret S [--token T] [--region R] --state F
-       [--outdir D] [--log F]
+       [--outdir D] [--log F] [--keys-file F]
+  --keys-file: more keys to accept, {key id: {"secret": S, "token": T}},
+  re-read per request (fake_aws_creds.py writes it)
 """
 
 import argparse
@@ -58,11 +64,29 @@ from botocore.credentials import Credentials
 
 ARGS = None
 LOG_LOCK = threading.Lock()
+FAILED = [0]            # requests failed so far under fail_count
 ACCOUNT_ID = "123456789012"
 
 AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/"
     r"aws4_request,\s*SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})$")
+
+
+def lookup_key(akid):
+    """(secret, token) of a key we accept, or (None, None): --key-id,
+    or one of --keys-file (re-read per request: temporary credentials
+    issued by fake_aws_creds.py)."""
+    if akid == ARGS.key_id:
+        return ARGS.secret, ARGS.token
+    if ARGS.keys_file:
+        try:
+            with open(ARGS.keys_file, encoding="utf-8") as f:
+                k = json.load(f).get(akid)
+        except (FileNotFoundError, ValueError):
+            k = None
+        if k is not None:
+            return k["secret"], k.get("token")
+    return None, None
 
 
 def load_state():
@@ -92,7 +116,8 @@ def verify_sigv4(method, raw_path, headers, body):
                        "Authorization header requires 'Credential', "
                        "'Signature' and 'SignedHeaders' parameters.")
     akid, date, region, service, signed, signature = m.groups()
-    if akid != ARGS.key_id:
+    secret, want_token = lookup_key(akid)
+    if secret is None:
         raise SigError("UnrecognizedClientException",
                        "The security token included in the request is "
                        "invalid.")
@@ -119,8 +144,8 @@ def verify_sigv4(method, raw_path, headers, body):
         raise SigError("SignatureDoesNotMatch",
                        "host and x-amz-date must be signed")
     token = headers.get("X-Amz-Security-Token")
-    if ARGS.token is not None:
-        if token != ARGS.token:
+    if want_token is not None:
+        if token != want_token:
             raise SigError("UnrecognizedClientException",
                            "The security token included in the request is "
                            "invalid.")
@@ -146,7 +171,7 @@ def verify_sigv4(method, raw_path, headers, body):
     req = AWSRequest(method=method, url="https://" + sh["host"] + raw_path,
                      headers=sh, data=body)
     req.context["timestamp"] = amzdate
-    signer = SigV4Auth(Credentials(ARGS.key_id, ARGS.secret, ARGS.token),
+    signer = SigV4Auth(Credentials(akid, secret, want_token),
                        "ses", ARGS.region)
     canonical = signer.canonical_request(req)
     sts = signer.string_to_sign(req, canonical)
@@ -171,6 +196,24 @@ FAILS = {
     "500": (500, "InternalFailure", "message",
             "The request processing has failed because of an unknown "
             "error, exception or failure."),
+    "503": (503, "ServiceUnavailable", "message", "Service Unavailable"),
+    "MessageRejected": (400, "MessageRejected", "message",
+                        "Email address is not verified. The following "
+                        "identities failed the check in region US-EAST-1: "
+                        "x@example.com"),
+    "MailFromDomainNotVerified": (400, "MailFromDomainNotVerifiedException",
+                                  "message", "The MAIL FROM domain is not "
+                                  "verified"),
+    "AccountSuspended": (400, "AccountSuspendedException", "message",
+                         "Your account has been suspended"),
+    "SendingPaused": (400, "SendingPausedException", "message",
+                      "Sending is paused for this account"),
+    "BadRequest": (400, "BadRequestException", "message",
+                   "1 validation error detected"),
+    "NotFound": (404, "NotFoundException", "message",
+                 "Configuration set <x> does not exist."),
+    "LimitExceeded": (400, "LimitExceededException", "message",
+                      "Maximum sending rate exceeded."),
 }
 
 
@@ -237,6 +280,11 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(state["delay"]))
         fail = state.get("fail", {})
         kind = fail.get(op) or fail.get("*")
+        if kind is not None and "fail_count" in state:
+            with LOG_LOCK:
+                FAILED[0] += 1
+                if FAILED[0] > int(state["fail_count"]):
+                    kind = None
         if kind is not None:
             status, code, key, msg = FAILS[kind]
             if kind == "AccessDenied":
@@ -329,6 +377,7 @@ def main():
     p.add_argument("--key-id", required=True)
     p.add_argument("--secret", required=True)
     p.add_argument("--token")
+    p.add_argument("--keys-file")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--state", required=True)
     p.add_argument("--outdir")
