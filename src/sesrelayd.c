@@ -667,6 +667,7 @@ main(int argc, char *argv[])
 	}
 	if (check_tls_files(d.cfg, check_only, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
+		ses_smtp_login_unref(d.login);
 		config_unref(d.cfg);
 		return 2;
 	}
@@ -676,6 +677,7 @@ main(int argc, char *argv[])
 		    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
 		    d.cfg->endpoint_host, d.cfg->endpoint_port,
 		    d.cfg->tls_verify_name, d.login->source);
+		ses_smtp_login_unref(d.login);
 		config_unref(d.cfg);
 		return 0;
 	}
@@ -685,6 +687,7 @@ main(int argc, char *argv[])
 		    "as root; set user to an unprivileged account (the daemon "
 		    "switches to it after binding), or user = root to insist\n",
 		    d.cfg->path);
+		ses_smtp_login_unref(d.login);
 		config_unref(d.cfg);
 		return 2;
 	}
@@ -708,6 +711,7 @@ main(int argc, char *argv[])
 		    d.cfg->path, err);
 		evdns_base_free(d.dns, 0);
 		event_base_free(d.base);
+		ses_smtp_login_unref(d.login);
 		config_unref(d.cfg);
 		return 2;
 	}
