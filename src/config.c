@@ -1223,6 +1223,7 @@ static const char *const auth_names[] = {
 };
 static const char *const logfmt_names[] = { "text", "json", NULL };
 static const char *const bounce_names[] = { "dsn", "none", NULL };
+static const char *const transport_names[] = { "smtp", "api", NULL };
 static const char *const sandbox_names[] = { "allow", "refuse", NULL };
 
 #define CF(f)	offsetof(struct config, f)
@@ -1272,6 +1273,8 @@ static const struct key keys[] = {
 	{ .sect = S_RELAY, .name = "metrics_listen", .parse = p_hostport,
 	  .off = CF(metrics_listen), .flags = K_OPT },
 
+	{ .sect = S_SES, .name = "transport", .parse = p_enum,
+	  .off = CF(transport), .def = "smtp", .names = transport_names },
 	{ .sect = S_SES, .name = "region", .parse = p_region,
 	  .off = CF(region), .flags = K_OPT },
 	{ .sect = S_SES, .name = "endpoint", .parse = p_endpoint,

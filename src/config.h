@@ -31,6 +31,7 @@ enum relay_mode { RELAY_MODE_SPOOL, RELAY_MODE_PASSTHROUGH };
 enum upstream_tls { UPSTREAM_TLS_STARTTLS, UPSTREAM_TLS_IMPLICIT };
 enum auth_policy { AUTH_OFF, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum bounce_policy { BOUNCE_DSN, BOUNCE_NONE };
+enum ses_transport { TRANSPORT_SMTP, TRANSPORT_API };
 enum sandbox_policy { SANDBOX_ALLOW, SANDBOX_REFUSE };
 
 /* One entry of [relay] listen. */
@@ -91,6 +92,10 @@ struct config {
 	char *metrics_listen;		/* NULL: off; else "host:port" */
 
 	/* [ses] */
+	enum ses_transport transport;	/* default smtp: SES's SMTP interface
+					 * (long-lived IAM user keys only);
+					 * api: SES API v2 SendEmail (any
+					 * credentials, roles included) */
 	char *region;			/* default: AWS_REGION, then us-east-1 */
 	char *endpoint_host;		/* default email-smtp.<region>.amazonaws.com */
 	unsigned endpoint_port;		/* default 587 (starttls) / 465 (implicit) */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "queue.h"
 #include "relay_client.h"
+#include "upstream.h"
 #include "smtp_server.h"
 #include "stats.h"
 #include "version.h"
@@ -43,7 +44,7 @@ struct metrics {
 	const struct smtp_server *srv;
 	const struct queue *queue;	/* NULL: passthrough */
 	const struct account *account;	/* NULL: not watched */
-	struct relay_pool *pool;
+	struct upstream *pool;
 	time_t started;
 	char *listen;			/* where it serves; NULL: nowhere */
 	struct evhttp_bound_socket *bound;
@@ -53,7 +54,7 @@ struct metrics {
 	uint64_t fails_seen;		/* failure counters, summed */
 	time_t success_seen;		/* relay_stats.last_success */
 	time_t failing_since;		/* 0: healthy */
-	struct relay_job *probe;	/* running probe, or NULL */
+	struct upstream_job *probe;	/* running probe, or NULL */
 	time_t probe_started;
 };
 
@@ -86,7 +87,7 @@ static void
 health_sample(struct metrics *m)
 {
 	struct relay_stats rs;
-	relay_pool_stats(m->pool, &rs);
+	upstream_stats(m->pool, &rs);
 	uint64_t fails = failure_count(m, &rs);
 
 	if (rs.last_success != m->success_seen) {
@@ -226,7 +227,7 @@ render(struct metrics *m, struct evbuffer *b)
 	struct relay_stats rs;
 	time_t now = time(NULL);
 
-	relay_pool_stats(m->pool, &rs);
+	upstream_stats(m->pool, &rs);
 
 	struct version_info vi;
 	version_get(&vi);
@@ -393,7 +394,7 @@ on_healthz(struct evhttp_request *req, void *arg)
 	if (m->probe == NULL &&
 	    now - m->probe_started >= METRICS_PROBE_INTERVAL) {
 		m->probe_started = now;
-		m->probe = relay_probe(m->pool, probe_done, m);
+		m->probe = upstream_probe(m->pool, probe_done, m);
 	}
 	age(since, sizeof(since), m->failing_since, now);
 	age(last, sizeof(last), m->success_seen, now);
@@ -470,7 +471,7 @@ bind_listen(struct event_base *base, const char *listen, char *err,
 struct metrics *
 metrics_new(struct event_base *base, const char *listen,
     const struct smtp_server *srv, const struct queue *queue,
-    struct relay_pool *pool, char *err, size_t errlen)
+    struct upstream *pool, char *err, size_t errlen)
 {
 	struct evconnlistener *evl = bind_listen(base, listen, err, errlen);
 	if (evl == NULL)
@@ -494,7 +495,7 @@ metrics_new(struct event_base *base, const char *listen,
 	m->listen = xstrdup(listen);
 
 	struct relay_stats rs;
-	relay_pool_stats(pool, &rs);
+	upstream_stats(pool, &rs);
 	m->fails_seen = failure_count(m, &rs);
 	m->success_seen = rs.last_success;
 	m->sample_ev = event_new(base, -1, EV_PERSIST, on_sample, m);
@@ -515,7 +516,7 @@ metrics_set_queue(struct metrics *m, const struct queue *queue)
 {
 	struct relay_stats rs;
 	m->queue = queue;
-	relay_pool_stats(m->pool, &rs);
+	upstream_stats(m->pool, &rs);
 	m->fails_seen = failure_count(m, &rs);
 }
 
@@ -525,7 +526,7 @@ metrics_free(struct metrics *m)
 	if (m == NULL)
 		return;
 	if (m->probe != NULL)
-		relay_cancel(m->probe);
+		upstream_cancel(m->pool, m->probe);
 	event_free(m->sample_ev);
 	evhttp_free(m->http);
 	free(m->listen);

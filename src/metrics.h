@@ -26,7 +26,7 @@
 struct event_base;
 struct smtp_server;
 struct queue;
-struct relay_pool;
+struct upstream;
 struct metrics;
 
 #define METRICS_PROBE_INTERVAL 30
@@ -38,7 +38,7 @@ struct metrics;
  */
 struct metrics *metrics_new(struct event_base *base, const char *listen,
     const struct smtp_server *srv, const struct queue *queue,
-    struct relay_pool *pool, char *err, size_t errlen);
+    struct upstream *pool, char *err, size_t errlen);
 /* Spool mode: the queue exists only after the spool opened. */
 void metrics_set_queue(struct metrics *m, const struct queue *queue);
 /*

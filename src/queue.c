@@ -17,6 +17,7 @@
 #include "log.h"
 #include "message.h"
 #include "relay_client.h"
+#include "upstream.h"
 #include "spool.h"
 #include "tailq.h"
 #include "xmalloc.h"
@@ -67,7 +68,7 @@ struct queue {
 	struct event_base *base;
 	struct config *cfg;
 	struct spool *spool;
-	struct relay_pool *pool;
+	struct upstream *pool;
 	struct qentry_list all;
 	size_t nentries;
 	TAILQ_HEAD(, qentry) ready;
@@ -630,7 +631,7 @@ send_chunk(struct qentry *e, size_t n)
 		account_note_sent(q->account, c->n);
 	q->inflight++;
 	e->jobs_out++;
-	relay_submit(q->pool, msg, chunk_done, c);
+	upstream_submit(q->pool, msg, chunk_done, c);
 	return 0;
 }
 
@@ -695,7 +696,7 @@ dispatch(struct queue *q)
 
 struct queue *
 queue_new(struct event_base *base, struct config *cfg, struct spool *spool,
-    struct relay_pool *pool)
+    struct upstream *pool)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 	q->base = base;

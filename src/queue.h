@@ -31,11 +31,11 @@ struct event_base;
 struct config;
 struct spool;
 struct spool_envelope;
-struct relay_pool;
+struct upstream;
 struct queue;
 
 struct queue *queue_new(struct event_base *base, struct config *cfg,
-    struct spool *spool, struct relay_pool *pool);
+    struct spool *spool, struct upstream *pool);
 /* Take over everything already in the spool (at start-up). */
 void queue_load(struct queue *q);
 /* A message was just committed to the spool: the queue owns env now. */

@@ -33,6 +33,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "tls.h"
+#include "upstream.h"
 #include "version.h"
 #include "xmalloc.h"
 
@@ -50,15 +51,19 @@ struct daemon_state {
 	const char *config_path;
 	struct relay_pool *pool;
 	struct ses_smtp_login *login;	/* transport = smtp */
+	struct upstream *up;		/* the pool above, or the API's */
+	struct http_client *http;	/* SES API v2: the api transport and
+					 * the account watcher */
+	struct aws_creds_provider *creds;	/* transport = api */
 	struct smtp_server *server;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
 	struct metrics *metrics;	/* [relay] metrics_listen */
 	time_t started;
 	char *sasl_app;			/* sasl_service libsasl2 started with */
-	struct http_client *http;	/* SES API v2 */
 	struct account *account;	/* NULL: not watched */
-	struct aws_credentials *creds;	/* signs API requests */
+	struct aws_credentials *static_creds;	/* sign the account's
+					 * requests with transport = smtp */
 	char *pidfile;
 	struct event *hard_stop;
 	struct event *status_ev;	/* STATUS= updates, under systemd */
@@ -262,7 +267,7 @@ static void
 queue_drained(void *arg)
 {
 	struct daemon_state *d = arg;
-	relay_pool_shutdown(d->pool, all_drained, d);
+	upstream_shutdown(d->up, all_drained, d);
 }
 
 static void
@@ -328,7 +333,7 @@ status_line(const struct daemon_state *d, char *out, size_t len)
 	unsigned clients = smtp_server_sessions(d->server);
 	size_t o;
 
-	relay_pool_stats(d->pool, &rs);
+	upstream_stats(d->up, &rs);
 	if (d->queue != NULL) {
 		struct queue_stats qs;
 		char age[32];
@@ -420,6 +425,11 @@ reload_compatible(const struct daemon_state *d, const struct config *old,
 		    "spool directory needs a restart", new->path);
 		return -1;
 	}
+	if (old->transport != new->transport) {
+		snprintf(err, errlen, "%s: [ses] transport: changing the "
+		    "transport needs a restart", new->path);
+		return -1;
+	}
 	if (d->sasl_app != NULL && new->auth != AUTH_OFF &&
 	    strcmp(d->sasl_app, new->sasl_service) != 0) {
 		snprintf(err, errlen, "%s: [relay] sasl_service: changing the "
@@ -454,7 +464,7 @@ reload_metrics(struct daemon_state *d, const struct config *cfg)
 		if (cfg->metrics_listen == NULL)
 			return;
 		d->metrics = metrics_new(d->base, cfg->metrics_listen,
-		    d->server, d->queue, d->pool, err, sizeof(err));
+		    d->server, d->queue, d->up, err, sizeof(err));
 		if (d->metrics == NULL)
 			log_warnx("reload: %s; serving no metrics", err);
 		else
@@ -474,7 +484,10 @@ daemon_creds(void *arg)
 {
 	struct daemon_state *d = arg;
 
-	return d->creds != NULL ? aws_credentials_ref(d->creds) : NULL;
+	if (d->creds != NULL)		/* transport = api: the provider's */
+		return aws_creds_current(d->creds);
+	return d->static_creds != NULL ? aws_credentials_ref(d->static_creds) :
+	    NULL;
 }
 
 static void
@@ -500,13 +513,13 @@ start_account(struct daemon_state *d)
 			    d->cfg->instances);
 		return;
 	}
-	if ((d->creds = aws_creds_resolve_static(d->cfg, err,
-	    sizeof(err))) == NULL) {
+	if (d->creds == NULL && (d->static_creds =
+	    aws_creds_resolve_static(d->cfg, err, sizeof(err))) == NULL) {
 		log_warnx("account: not watched: %s", err);
 		return;
 	}
-	if ((d->http = http_client_new(d->base, d->cfg->ca_file, err,
-	    sizeof(err))) == NULL) {
+	if (d->http == NULL && (d->http = http_client_new(d->base,
+	    d->cfg->ca_file, err, sizeof(err))) == NULL) {
 		log_warnx("account: not watched: %s", err);
 		return;
 	}
@@ -533,10 +546,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	struct config *cfg = config_load(d->config_path, 1, err);
 	struct ses_smtp_login *login = NULL;
 	if (cfg == NULL ||
-	    (login = aws_creds_smtp_login_for(cfg, err, sizeof(err))) ==
-	    NULL ||
 	    reload_compatible(d, d->cfg, cfg, err, sizeof(err)) != 0 ||
-	    relay_pool_set_config(d->pool, cfg, err, sizeof(err)) != 0) {
+	    (cfg->transport == TRANSPORT_SMTP &&
+	    (login = aws_creds_smtp_login_for(cfg, err, sizeof(err))) ==
+	    NULL) ||
+	    upstream_set_config(d->up, cfg, err, sizeof(err)) != 0) {
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
 		if (cfg != NULL)
@@ -550,9 +564,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	reload_user(d->cfg, cfg);
 	raise_fd_limit(cfg);
-	relay_pool_set_login(d->pool, login);
-	ses_smtp_login_unref(d->login);
-	d->login = login;
+	if (login != NULL) {
+		relay_pool_set_login(d->pool, login);
+		ses_smtp_login_unref(d->login);
+		d->login = login;
+	}
 	smtp_server_set_config(d->server, cfg);
 	if (cfg->auth != AUTH_OFF && d->sasl_app == NULL)
 		d->sasl_app = xstrdup(cfg->sasl_service);
@@ -560,7 +576,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	reload_metrics(d, cfg);
 	if (d->queue != NULL)
 		queue_set_config(d->queue, cfg);
-	if (d->account != NULL) {
+	if (d->static_creds != NULL) {
 		char cerr[512];
 		struct aws_credentials *c = aws_creds_resolve_static(cfg, cerr,
 		    sizeof(cerr));
@@ -569,16 +585,18 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 			log_warnx("account: keeping the credentials in use: %s",
 			    cerr);
 		else {
-			aws_credentials_unref(d->creds);
-			d->creds = c;
+			aws_credentials_unref(d->static_creds);
+			d->static_creds = c;
 		}
-		account_set_config(d->account, cfg);
 	}
+	if (d->account != NULL)
+		account_set_config(d->account, cfg);
 	log_set_format(cfg->log_format);
 	config_unref(d->cfg);
 	d->cfg = cfg;
 	log_info("configuration reloaded from %s (credentials: %s)",
-	    cfg->path, d->login->source);
+	    cfg->path, d->login != NULL ? d->login->source :
+	    aws_creds_provider_source(d->creds));
 	status_line(d, d->status, sizeof(d->status));
 	service_notify("READY=1\nSTATUS=%s", d->status);
 }
@@ -659,8 +677,28 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 2;
 	}
-	if ((d.login = aws_creds_smtp_login_for(d.cfg, err, sizeof(err))) ==
-	    NULL) {
+	char api_source[AWS_CREDS_SOURCE_MAX] = "";
+	if (d.cfg->transport == TRANSPORT_API) {
+		/* the chain as the daemon will run it (no fetch yet) */
+		struct event_base *b = event_base_new();
+		struct http_client *h = b != NULL ? http_client_new(b,
+		    d.cfg->ca_file, err, sizeof(err)) : NULL;
+		struct aws_creds_provider *cp = h != NULL ?
+		    aws_creds_provider_new(b, h, d.cfg, err, sizeof(err)) : NULL;
+		if (cp != NULL)
+			snprintf(api_source, sizeof(api_source), "%s",
+			    aws_creds_provider_source(cp));
+		aws_creds_provider_free(cp);
+		http_client_free(h);
+		if (b != NULL)
+			event_base_free(b);
+		if (cp == NULL) {
+			fprintf(stderr, "sesrelayd: %s\n", err);
+			config_unref(d.cfg);
+			return 2;
+		}
+	} else if ((d.login = aws_creds_smtp_login_for(d.cfg, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		config_unref(d.cfg);
 		return 2;
@@ -676,7 +714,8 @@ main(int argc, char *argv[])
 		    "(verified as %s); credentials: %s\n", d.cfg->path,
 		    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
 		    d.cfg->endpoint_host, d.cfg->endpoint_port,
-		    d.cfg->tls_verify_name, d.login->source);
+		    d.cfg->tls_verify_name, d.login != NULL ? d.login->source :
+		    api_source);
 		ses_smtp_login_unref(d.login);
 		config_unref(d.cfg);
 		return 0;
@@ -715,8 +754,23 @@ main(int argc, char *argv[])
 		config_unref(d.cfg);
 		return 2;
 	}
-	relay_pool_set_login(d.pool, d.login);
-	d.server = smtp_server_new(d.base, d.cfg, d.pool);
+	if (d.cfg->transport == TRANSPORT_API) {
+		/* static keys are read here, before privileges are dropped;
+		 * role tokens at each fetch, by the unprivileged user */
+		if ((d.http = http_client_new(d.base, d.cfg->ca_file, err,
+		    sizeof(err))) == NULL ||
+		    (d.creds = aws_creds_provider_new(d.base, d.http, d.cfg,
+		    err, sizeof(err))) == NULL ||
+		    (d.up = upstream_new_api(d.base, d.http, d.creds, d.cfg,
+		    err, sizeof(err))) == NULL) {
+			fprintf(stderr, "sesrelayd: %s\n", err);
+			return 2;
+		}
+	} else {
+		relay_pool_set_login(d.pool, d.login);
+		d.up = upstream_new_smtp(d.pool);
+	}
+	d.server = smtp_server_new(d.base, d.cfg, d.up);
 	if (d.cfg->auth != AUTH_OFF)
 		d.sasl_app = xstrdup(d.cfg->sasl_service);
 	if (adopt_listeners(&d) == 0 &&
@@ -726,7 +780,7 @@ main(int argc, char *argv[])
 	}
 	if (d.cfg->metrics_listen != NULL &&
 	    (d.metrics = metrics_new(d.base, d.cfg->metrics_listen, d.server,
-	    NULL, d.pool, err, sizeof(err))) == NULL) {
+	    NULL, d.up, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 1;
 	}
@@ -743,7 +797,7 @@ main(int argc, char *argv[])
 		    sizeof(err));
 		if (d.spool == NULL)
 			fatalx("%s", err);
-		d.queue = queue_new(d.base, d.cfg, d.spool, d.pool);
+		d.queue = queue_new(d.base, d.cfg, d.spool, d.up);
 		smtp_server_set_spool(d.server, d.spool, d.queue);
 		write_pidfile(&d);
 		queue_load(d.queue);
@@ -766,8 +820,10 @@ main(int argc, char *argv[])
 	log_info("sesrelayd %s ready: mode %s, SES endpoint %s:%u, "
 	    "credentials: %s", PACKAGE_VERSION,
 	    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
+	    d.cfg->transport == TRANSPORT_API ? "(SES API v2)" :
 	    d.cfg->endpoint_host, d.cfg->endpoint_port,
-	    d.login->source);
+	    d.login != NULL ? d.login->source :
+	    aws_creds_provider_source(d.creds));
 	status_line(&d, d.status, sizeof(d.status));
 	if (service_notify("READY=1\nSTATUS=%s", d.status) == 1) {
 		d.status_ev = event_new(d.base, -1, EV_PERSIST, on_status, &d);
@@ -803,11 +859,12 @@ main(int argc, char *argv[])
 	if (d.queue != NULL)
 		queue_set_account(d.queue, NULL);
 	account_free(d.account);
-	http_client_free(d.http);
-	if (d.creds != NULL)
-		aws_credentials_unref(d.creds);
+	aws_credentials_unref(d.static_creds);
+	upstream_free(d.up);
 	relay_pool_free(d.pool);
 	ses_smtp_login_unref(d.login);
+	aws_creds_provider_free(d.creds);
+	http_client_free(d.http);
 	spool_close(d.spool);
 	queue_free(d.queue);
 	if (d.pidfile != NULL) {

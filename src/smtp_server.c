@@ -29,6 +29,7 @@
 #include "message.h"
 #include "queue.h"
 #include "relay_client.h"
+#include "upstream.h"
 #include "sasl_server.h"
 #include "ses_headers.h"
 #include "smtp_parse.h"
@@ -130,7 +131,7 @@ TAILQ_HEAD(listener_list, listener);
 struct smtp_server {
 	struct event_base *base;
 	struct config *cfg;
-	struct relay_pool *pool;
+	struct upstream *pool;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
 	struct account *account;	/* NULL: the account is not watched */
@@ -214,7 +215,7 @@ struct session {
 	enum relay_status early_status;
 	struct relay_reply early_reply;
 	char early_id[128];
-	struct relay_job *job;
+	struct upstream_job *job;
 	struct pending_commit *commit;
 	struct account_lookup *lookup;	/* SS_LOOKUP */
 	char *lookup_rcpt;
@@ -274,7 +275,7 @@ reply(struct session *s, const char *fmt, ...)
 }
 
 /* A closing session waits for nothing: the upstream finishes a message
- * already on its way without us (relay_cancel), a message being made
+ * already on its way without us (upstream_cancel), a message being made
  * durable is queued all the same, an AUTH delay is dropped.  So no late
  * completion ever finds a closing session. */
 static void
@@ -286,7 +287,7 @@ session_detach(struct session *s)
 		s->pt = NULL;
 	}
 	if (s->job != NULL) {
-		relay_cancel(s->job);
+		upstream_cancel(s->srv->pool, s->job);
 		s->job = NULL;
 	}
 	if (s->commit != NULL) {
@@ -1027,7 +1028,7 @@ pt_submit(struct session *s, int stream)
 	} else {
 		evbuffer_add_buffer(msg->body, s->out);
 	}
-	s->job = relay_submit(s->srv->pool, msg, relay_done, s);
+	s->job = upstream_submit(s->srv->pool, msg, relay_done, s);
 }
 
 /* Stop reading the client until the sink has room. */
@@ -1072,7 +1073,7 @@ sink_abort(struct session *s)
 		s->pt = NULL;
 	}
 	if (s->job != NULL) {
-		relay_cancel(s->job);	/* closes the upstream session */
+		upstream_cancel(s->srv->pool, s->job);	/* closes the upstream session */
 		s->job = NULL;
 	}
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
@@ -1123,12 +1124,14 @@ sink_push(struct session *s)
 		return;
 	}
 	if (s->pt == NULL) {
-		if (len <= INMEM_MAX)
+		/* transport = api signs the whole message as one request
+		 * body: it is held until the final dot (max_message_size) */
+		if (len <= INMEM_MAX || upstream_smtp(s->srv->pool) == NULL)
 			return;
 		pt_submit(s, 1);
 	}
 	evbuffer_add_buffer(s->pt->buf, s->out);
-	relay_job_resume(s->job);
+	upstream_resume(s->srv->pool, s->job);
 	if (evbuffer_get_length(s->pt->buf) > PT_HIGH)
 		session_pause(s);
 }
@@ -1310,7 +1313,7 @@ data_done(struct session *s)
 	if (s->pt != NULL) {
 		evbuffer_add_buffer(s->pt->buf, s->out);
 		s->pt->eof = 1;
-		relay_job_resume(s->job);
+		upstream_resume(s->srv->pool, s->job);
 		return;
 	}
 	pt_submit(s, 0);
@@ -2052,7 +2055,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 struct smtp_server *
 smtp_server_new(struct event_base *base, struct config *cfg,
-    struct relay_pool *pool)
+    struct upstream *pool)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 	srv->base = base;

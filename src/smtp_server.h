@@ -17,13 +17,13 @@
 
 struct event_base;
 struct config;
-struct relay_pool;
+struct upstream;
 struct spool;
 struct queue;
 struct smtp_server;
 
 struct smtp_server *smtp_server_new(struct event_base *base,
-    struct config *cfg, struct relay_pool *pool);
+    struct config *cfg, struct upstream *pool);
 /* Spool mode: where finished messages go (set after the spool opens). */
 /* The account watcher (NULL: none): passthrough answers MAIL with 451
  * 4.7.0 while the account cannot send (account_hold_reason), and RCPT
