@@ -936,6 +936,22 @@ aws_creds_resolve_static(const struct config *cfg, char *err, size_t errlen)
 		seterr(err, errlen, "%s: role_arn with web_identity_token_file "
 		    "gives temporary credentials (STS web identity), which SES "
 		    "SMTP cannot use; set [ses] transport = api", role.where);
+	if (rc == 1) {
+		static const char *const roles[] = {
+			"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+			"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+			if (nonempty(getenv(roles[i]))) {
+				cat(err, errlen, "; %s is set: a role's temporary "
+				    "credentials, which SES SMTP cannot use; set "
+				    "[ses] transport = api", roles[i]);
+				break;
+			}
+	}
 	return rc == 0 ? c : NULL;
 }
 
