@@ -21,6 +21,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "relay_client.h"
+#include "ses_api.h"
 #include "ses_auth.h"
 #include "spool.h"
 #include "version.h"
@@ -154,6 +155,81 @@ check_done(const struct relay_result *res, void *arg)
 	event_base_loopexit(st->base, NULL);
 }
 
+struct creds_wait {
+	struct event_base *base;
+	int done, ok;
+	char err[AWS_CREDS_ERR_MAX];
+};
+
+static void
+creds_notify(int ok, const char *err, void *arg)
+{
+	struct creds_wait *w = arg;
+
+	w->done = 1;
+	w->ok = ok;
+	snprintf(w->err, sizeof(w->err), "%s", err != NULL ? err : "");
+	event_base_loopexit(w->base, NULL);
+}
+
+/*
+ * transport = api: the credential chain as the daemon runs it (its first
+ * fetch, within 20 s), then the account section's signed requests
+ * (GetAccount, GetEmailIdentity) with those credentials.
+ */
+static int
+check_api(struct config *cfg, int json)
+{
+	char err[AWS_CREDS_ERR_MAX], url[SES_API_URL_MAX];
+	struct check_report *report = check_report_new(json);
+	struct event_base *base = event_base_new();
+	struct http_client *http = http_client_new(base, cfg->ca_file, err,
+	    sizeof(err));
+	struct aws_creds_provider *prov = NULL;
+	struct aws_credentials *creds = NULL;
+	struct creds_wait w = { .base = base };
+
+	ses_api_base_url(cfg->api_endpoint, cfg->region, url, sizeof(url));
+	check_report_line(report, "config", "ok", "%s (transport api, SES API "
+	    "v2 at %s)", cfg->path, url);
+	if (http == NULL)
+		check_report_line(report, "credentials", "FAIL", "%s", err);
+	else if ((prov = aws_creds_provider_new(base, http, cfg, err,
+	    sizeof(err))) == NULL)
+		check_report_line(report, "credentials", "FAIL", "%s", err);
+	else {
+		struct timeval limit = { 20, 0 };
+
+		aws_creds_provider_set_notify(prov, creds_notify, &w);
+		if ((creds = aws_creds_current(prov)) == NULL) {
+			event_base_loopexit(base, &limit);
+			event_base_dispatch(base);
+			creds = aws_creds_current(prov);
+		}
+		aws_creds_provider_set_notify(prov, NULL, NULL);
+		if (creds != NULL)
+			check_report_line(report, "credentials", "ok", "%s "
+			    "(key %.8s..., %s%s)", creds->source,
+			    creds->access_key_id, creds->session_token != NULL ?
+			    "temporary" : "long-lived", creds->expiration != 0 ?
+			    ", refreshed before they expire" : "");
+		else
+			check_report_line(report, "credentials", "FAIL", "%s",
+			    w.done ? w.err : "no answer within 20 s from the "
+			    "credential source");
+	}
+	int have = creds != NULL;
+	account_check_run(report, base, http, cfg, creds, have ? NULL :
+	    "no credentials");
+	aws_credentials_unref(creds);
+	aws_creds_provider_free(prov);
+	http_client_free(http);
+	int fails = check_report_finish(report);
+	event_base_free(base);
+	config_unref(cfg);
+	return fails == 0 && have ? 0 : 1;
+}
+
 static const char *
 config_path_arg(int argc, char *argv[])
 {
@@ -190,6 +266,8 @@ cmd_check(int argc, char *argv[])
 		fprintf(stderr, "sesrelay check: %s\n", err);
 		return 2;
 	}
+	if (cfg->transport == TRANSPORT_API)
+		return check_api(cfg, json);
 	struct ses_smtp_login *login = aws_creds_smtp_login_for(cfg, err,
 	    sizeof(err));
 	if (login == NULL) {

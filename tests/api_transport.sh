@@ -65,6 +65,20 @@ rc=0; out=$(env -u AWS_ROLE_ARN AWS_ACCESS_KEY_ID=ASIAIOSFODNN7EXAMPLE AWS_SECRE
 [ $rc = 2 ] && grep -q "temporary (STS) credentials.*transport = api" <<<"$out" || t_fail "AWS_SESSION_TOKEN with transport = smtp: $rc $out"
 t_ok "sesrelayd -n names the web identity source; temporary credentials with transport = smtp refused, pointing to transport = api"
 
+# ---- sesrelay check: the chain's source, then signed API requests ----
+t_api_state '{"identities": {"example.com": {"verified": true}}}'
+rc=0; out=$("$SESRELAY" check -c "$CONF" 2>&1) || rc=$?
+[ $rc = 0 ] || t_fail "sesrelay check (transport api) exited $rc: $out"
+grep -q "^credentials *ok *web identity $ROLE (key ASIAFAKE" <<<"$out" || t_fail "check does not name the source: $out"
+grep -q "^account *ok" <<<"$out" || t_fail "check did not test the account: $out"
+[ "$(t_api_count GetAccount 200)" -ge 1 ] || t_fail "no signed GetAccount: $(cat "$API_LOG")"
+cstate '{"fail": {"sts": "InvalidIdentityToken"}}'
+rc=0; out=$("$SESRELAY" check -c "$CONF" 2>&1) || rc=$?
+[ $rc = 1 ] && grep -q "^credentials *FAIL.*InvalidIdentityToken" <<<"$out" || t_fail "check with a refused token: $rc $out"
+cstate '{"lifetime": 3600}'
+t_api_state '{}'
+t_ok "sesrelay check (transport api): names the credential source, signs GetAccount/GetEmailIdentity; a refused token is a FAIL"
+
 t_start_relay
 send() {	# from to [swaks options...]
 	local from=$1 to=$2; shift 2
