@@ -22,6 +22,7 @@
 #include "queue.h"
 #include "relay_client.h"
 #include "upstream.h"
+#include "aws_creds.h"
 #include "smtp_server.h"
 #include "stats.h"
 #include "version.h"
@@ -56,6 +57,7 @@ struct metrics {
 	time_t failing_since;		/* 0: healthy */
 	struct upstream_job *probe;	/* running probe, or NULL */
 	time_t probe_started;
+	struct aws_creds_provider *creds;	/* transport = api, or NULL */
 };
 
 /* --- health ------------------------------------------------------------ */
@@ -245,6 +247,33 @@ render(struct metrics *m, struct evbuffer *b)
 	one(b, "sesrelay_healthy", "gauge",
 	    "1 unless the latest upstream attempt failed (as /healthz).",
 	    m->failing_since == 0);
+
+	if (m->creds != NULL) {
+		struct aws_creds_stats cs;
+		const char *src = aws_creds_provider_source(m->creds);
+
+		aws_creds_provider_stats(m->creds, &cs);
+		header(b, "sesrelay_aws_credentials_info", "gauge",
+		    "Where the AWS credentials come from (never a secret).");
+		evbuffer_add_printf(b, "sesrelay_aws_credentials_info{source=\"");
+		for (; *src != '\0'; src++)
+			if (*src == '"' || *src == '\\')
+				evbuffer_add_printf(b, "\\%c", *src);
+			else if ((unsigned char)*src >= 0x20)
+				evbuffer_add(b, src, 1);
+		evbuffer_add_printf(b, "\"} 1\n");
+		one(b, "sesrelay_aws_credentials_valid", "gauge",
+		    "1 if valid credentials are at hand (else mail waits).",
+		    (uint64_t)cs.valid);
+		one(b, "sesrelay_aws_credentials_expiry_seconds", "gauge",
+		    "When the current credentials expire, in seconds since the "
+		    "epoch; 0: they do not.", (uint64_t)cs.expiration);
+		one(b, "sesrelay_aws_credentials_fetches_total", "counter",
+		    "Credentials fetched (first fetch and refreshes).",
+		    cs.fetches);
+		one(b, "sesrelay_aws_credentials_fetch_failures_total",
+		    "counter", "Credential fetches that failed.", cs.failures);
+	}
 
 	/* inbound */
 	one(b, "sesrelay_smtp_connections_total", "counter",
@@ -509,6 +538,12 @@ void
 metrics_set_account(struct metrics *m, const struct account *account)
 {
 	m->account = account;
+}
+
+void
+metrics_set_creds(struct metrics *m, struct aws_creds_provider *creds)
+{
+	m->creds = creds;
 }
 
 void

@@ -58,6 +58,9 @@ void metrics_set_start_time(struct metrics *m, time_t started);
 /* The account watcher (sesrelay_account_* metrics); NULL: none. */
 struct account;
 void metrics_set_account(struct metrics *m, const struct account *account);
+/* transport = api: export the credential provider's source and state. */
+struct aws_creds_provider;
+void metrics_set_creds(struct metrics *m, struct aws_creds_provider *creds);
 /* Close the listener and every connection; cancel a running probe. */
 void metrics_free(struct metrics *m);
 

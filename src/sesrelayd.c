@@ -784,6 +784,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 1;
 	}
+	if (d.metrics != NULL && d.creds != NULL)
+		metrics_set_creds(d.metrics, d.creds);
 	prepare_spool_dir(d.cfg);
 	drop_privileges(d.cfg);
 	int ready_fd = -1;

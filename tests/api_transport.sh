@@ -45,13 +45,15 @@ export AWS_ROLE_ARN=$ROLE AWS_WEB_IDENTITY_TOKEN_FILE=$T_DIR/sa-token AWS_ENDPOI
 t_start_api --keys-file "$KEYS"
 FAKE_PORT=1		# no SMTP endpoint at all: everything goes by the API
 arn=arn:aws:ses:us-east-1:123456789012:identity/example.com
+METRICS_PORT=$(t_free_port)
 T_MODE=spool t_config "transport = api" "api_endpoint = $API_URL" \
 	"configuration_set = relayset" "message_tags = team=mail, env=test" \
 	"null_sender = bounces@example.com" \
 	"" "[queue]" "retry_min = 1s" "retry_max = 2s" \
 	"" "[sender example.com]" "from_arn = $arn"
 # no key at all in the configuration
-sed -i -e '/^access_key_id/d' -e '/^secret_access_key_file/d' "$CONF"
+sed -i -e '/^access_key_id/d' -e '/^secret_access_key_file/d' \
+	-e "s/^\[relay\]\$/[relay]\nmetrics_listen = 127.0.0.1:$METRICS_PORT/" "$CONF"
 ! grep -q 'secret\|key_id' "$CONF" || t_fail "the test config still names a key"
 
 # ---- -n says which source; temporary credentials refused for SMTP ----
@@ -126,6 +128,9 @@ $PY "$TESTS_DIR/smtp_client.py" check-eml "$T_DIR/msg1" "$eml" --received \
 mid=$(basename "$eml" .eml)
 grep -q "delivery id=$id .*status=sent .*ses_id=$mid" "$T_DIR/relay.log" || t_fail "no delivery line with the MessageId $mid"
 grep -q "AWS credentials from web identity $ROLE: key ASIAFAKE" "$T_DIR/relay.log" || t_fail "the log does not say where the credentials came from"
+m=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics")
+grep -q "^sesrelay_aws_credentials_info{source=\"web identity $ROLE\"} 1" <<<"$m" &&
+	grep -q '^sesrelay_aws_credentials_valid 1' <<<"$m" || t_fail "metrics lack the credential source: $(grep aws_cred <<<"$m")"
 [ "$(t_api_count SendEmail 200)" = 1 ] || t_fail "SendEmail not signed right: $(cat "$API_LOG")"
 t_ok "spool + api: a role's temporary credentials sign SendEmail (token checked); Bcc in Destination; from_arn, set, tags; bytes intact; MessageId logged"
 
