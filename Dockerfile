@@ -14,6 +14,9 @@
 #     -e AWS_REGION=eu-west-1 -e SESRELAY_SES_ACCESS_KEY_ID=AKIA... \
 #     -e SESRELAY_SES_SECRET_ACCESS_KEY_FILE=/run/secrets/ses \
 #     -v ./ses-secret:/run/secrets/ses:ro sesrelay
+#   or, with the pod's / task's IAM role (EKS IRSA or Pod Identity, ECS
+#   task role, EC2 instance profile) and no key at all:
+#   docker run ... -e AWS_REGION=eu-west-1 -e SESRELAY_SES_TRANSPORT=api sesrelay
 
 ARG BASE=debian:12-slim
 
