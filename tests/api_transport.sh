@@ -46,7 +46,7 @@ t_start_api --keys-file "$KEYS"
 FAKE_PORT=1		# no SMTP endpoint at all: everything goes by the API
 arn=arn:aws:ses:us-east-1:123456789012:identity/example.com
 METRICS_PORT=$(t_free_port)
-T_MODE=spool t_config "transport = api" "api_endpoint = $API_URL" \
+T_MODE=spool t_config "transport = api" \
 	"configuration_set = relayset" "message_tags = team=mail, env=test" \
 	"null_sender = bounces@example.com" \
 	"" "[queue]" "retry_min = 1s" "retry_max = 2s" \
