@@ -35,7 +35,7 @@ KUBE=$T_DIR/pod.yaml
 KUBEVOL=sesrelay-spool-test-$$
 dangling_before=$(podman images -q --filter dangling=true | sort)
 cleanup_containers() {
-	podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+	podman rm -f -v -t 0 "$NAME" >/dev/null 2>&1 || true
 	[ ! -f "$KUBE" ] || podman kube down "$KUBE" >/dev/null 2>&1 || true
 	podman volume rm -f "$KUBEVOL" >/dev/null 2>&1 || true
 	podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
@@ -148,7 +148,7 @@ podman logs "$NAME" 2>&1 | grep -q 'credentials: secret_access_key_file /run/sec
 	t_fail "the mounted secret file was not used"
 ! podman logs "$NAME" 2>&1 | grep -qF "$EXAMPLE_SECRET" || t_fail "the secret is in the log"
 exited_ok
-pod rm "$NAME" >/dev/null 2>&1
+pod rm -v "$NAME" >/dev/null 2>&1
 t_ok "passthrough sidecar: swaks -> container -> fake SES; HEALTHCHECK passes; JSON logs; SIGTERM exits 0"
 
 # --- spool mode on a volume: SIGKILL during a load, start again
@@ -170,7 +170,7 @@ pod kill -s KILL "$NAME" >/dev/null
 pod wait "$NAME" >/dev/null 2>&1 || true
 before=$(sort -u "$ACK" | wc -l)
 queued=$(find "$VOL/queue" -type f ! -name '*.state' 2>/dev/null | wc -l)
-pod rm "$NAME" >/dev/null 2>&1
+pod rm -v "$NAME" >/dev/null 2>&1
 spool_sidecar			# a new container, the same volume
 wait "$LOAD" || true
 cat "$T_DIR/load.out"

@@ -146,6 +146,10 @@ t_ok "/ is 404, POST is 501 (GET and HEAD only)"
 
 # --- SES gone: a delivery fails, /healthz 503; back: 200
 [ "$(healthz)" = 200 ] || t_fail "/healthz while SES answers: $(cat "$T_DIR/healthz")"
+# sesrelay health (the container's HEALTHCHECK): SMTP greeting, /healthz
+out=$("$SESRELAY" health -c "$CONF") || t_fail "sesrelay health while all is well: $out"
+grep -q "^smtp 127.0.0.1:$RELAY_PORT: 220 relay.test ESMTP" <<<"$out" &&
+	grep -q "^http 127.0.0.1:$MPORT/healthz: 200 ok\$" <<<"$out" || t_fail "sesrelay health: $out"
 t_stop_fake
 r=$(smtp app@example.com outage@example.net outage)
 [[ $r == "250 2.0.0 Ok: queued as "* ]] || t_fail "not queued: $r"
@@ -153,6 +157,10 @@ for _ in $(seq 100); do grep -q 'delivery id=.*status=deferred' "$LOG" && break;
 grep -q 'delivery id=.*status=deferred' "$LOG" || t_fail "the delivery did not fail"
 [ "$(healthz)" = 503 ] || t_fail "/healthz with SES down: $(cat "$T_DIR/healthz")"
 grep -q '^failing: upstream attempts failing since' "$T_DIR/healthz" || t_fail "503 body: $(cat "$T_DIR/healthz")"
+rc=0; out=$("$SESRELAY" health -c "$CONF") || rc=$?
+[ $rc = 1 ] && grep -q "^http 127.0.0.1:$MPORT/healthz: 503 failing: " <<<"$out" ||
+	t_fail "sesrelay health with SES down: exit $rc: $out"
+"$SESRELAY" health -s -c "$CONF" >/dev/null || t_fail "sesrelay health -s (SMTP only) fails while the relay is up"
 scrape
 expect sesrelay_healthy 0
 expect sesrelay_queue_messages 1
@@ -164,6 +172,10 @@ t_wait_queue_empty 15 || t_fail "queued mail not delivered after SES came back"
 [ "$(healthz)" = 200 ] || t_fail "/healthz after SES came back: $(cat "$T_DIR/healthz")"
 t_ok "SES back, mail delivered: /healthz 200"
 kill -TERM "$RELAY_PID"; wait "$RELAY_PID" || t_fail "sesrelayd exited non-zero"
+rc=0; out=$("$SESRELAY" health -s -c "$CONF") || rc=$?
+[ $rc = 1 ] && grep -q "^smtp 127.0.0.1:$RELAY_PORT: cannot connect: Connection refused" <<<"$out" ||
+	t_fail "sesrelay health with the relay stopped: exit $rc: $out"
+t_ok "sesrelay health: 0 while serving, 1 with SES down (/healthz 503) or the relay stopped; -s checks SMTP only"
 ! grep -qE 'Sanitizer|runtime error' "$LOG" || t_fail "sanitizer report"
 
 # --- passthrough: the 451 makes it 503; with SES back and no traffic, the
