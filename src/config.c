@@ -15,7 +15,8 @@
  *  3. Defaults from keys[] fill what neither set; derived defaults
  *     (region, endpoint, tls_verify_name, hostname) and the checks that
  *     involve several keys or the file system follow (resolve()).
- *  4. The credential chain (resolve_credentials()), when asked for.
+ *  4. The credential settings are handed to the snapshot as they are:
+ *     the chain that reads them is aws_creds.c's.
  *
  * Explicit configuration, in the file or in SESRELAY_* variables, always
  * wins over the AWS_* variables: those are only looked at for what the
@@ -65,7 +66,6 @@ extern char **environ;
 
 /* Markers our reader gives inih instead of a value it cannot hold. */
 #define MARK_LONG	"\x01"	/* the value is in ctx->longval */
-#define MARK_TOOLONG	"\x02"	/* credentials file: value too long to keep */
 
 enum sect { S_NONE = -1, S_RELAY, S_SES, S_QUEUE, S_SENDER };
 static const char *const sect_names[] = { "relay", "ses", "queue", "sender" };
@@ -81,7 +81,8 @@ struct origin {
 	char	env[ENVNAME_MAX];	/* else if set: this variable */
 };
 
-/* Credential settings, resolved into the snapshot by the chain only. */
+/* Credential settings, while loading; handed to the snapshot as they are
+ * (aws_creds.c resolves them). */
 struct pending {
 	char	*access_key_id;
 	char	*secret_access_key;	/* secret */
@@ -121,15 +122,12 @@ struct key {
 #define K_PEND		0x02	/* the field is in struct pending */
 #define K_SECRET	0x04	/* never show or keep the value unwiped */
 
-enum rmode { R_CONF, R_CREDS };
-
 struct loadctx {
 	struct config		*cfg;
 	char			*err;
 	int			 failed;
 
-	/* the line reader, for sesrelay.conf and the credentials file */
-	enum rmode		 rmode;
+	/* the line reader */
 	FILE			*fp;
 	const char		*path;
 	int			 lineno;
@@ -148,16 +146,6 @@ struct loadctx {
 	int			 secret_line;	/* of secret_access_key */
 	mode_t			 file_mode;
 	struct origin		 region_origin;
-
-	/* the shared credentials file */
-	const char		*profile;
-	int			 in_profile;
-	int			 profile_found;
-	char			*cred_id;
-	char			*cred_secret;	/* secret */
-	int			 cred_id_line, cred_secret_line;
-	int			 cred_token_line;
-	int			 cred_long;	/* a kept value was too long */
 };
 
 _Static_assert(sizeof(enum relay_mode) == sizeof(int), "enum size");
@@ -1600,15 +1588,6 @@ conf_section(struct loadctx *ctx, char *inner)
 	return 0;
 }
 
-static int
-creds_section(struct loadctx *ctx, char *inner)
-{
-	ctx->in_profile = strcmp(inner, ctx->profile) == 0;
-	if (ctx->in_profile)
-		ctx->profile_found = 1;
-	return 0;
-}
-
 /* 1 if s[0..len) names a key whose value is secret. */
 static int
 secret_key(const char *s, size_t len)
@@ -1697,28 +1676,18 @@ line_reader(char *buf, int num, void *arg)
 		    is_blank((unsigned char)end[-1]); end--)
 			;
 		*end = '\0';
-		if (ctx->rmode == R_CONF ? conf_section(ctx, inner) == -1 :
-		    creds_section(ctx, inner) == -1)
+		if (conf_section(ctx, inner) == -1)
 			return NULL;
 		put(buf, num, "[s]");
 		return buf;
 	}
-	if (ctx->toolong && ctx->rmode == R_CONF) {
+	if (ctx->toolong) {
 		lerr(ctx, "line longer than %d characters", CONTENT_MAX);
 		return NULL;
 	}
 	eq = strchr(s, '=');
 	colon = strchr(s, ':');
-	if (ctx->rmode == R_CREDS) {
-		/* as the AWS tools: "key = value" or "key: value"; never
-		 * show the line, it may hold a secret */
-		if (eq == NULL || (colon != NULL && colon < eq))
-			eq = colon;
-		if (eq == NULL) {
-			lerr(ctx, "expected 'key = value' or a [profile]");
-			return NULL;
-		}
-	} else if (eq == NULL || (colon != NULL && colon < eq)) {
+	if (eq == NULL || (colon != NULL && colon < eq)) {
 		if (line_may_hold_secret(s))
 			lerr(ctx, "expected 'key = value' or a [section] (the "
 			    "line is not shown: it may hold a secret)");
@@ -1746,8 +1715,7 @@ line_reader(char *buf, int num, void *arg)
 		    SHOW_MAX : klen), s);
 		return NULL;
 	}
-	snprintf(buf, (size_t)num, "%.*s=%s", (int)klen, s,
-	    ctx->toolong ? MARK_TOOLONG : MARK_LONG);
+	snprintf(buf, (size_t)num, "%.*s=%s", (int)klen, s, MARK_LONG);
 	ctx->longval = eq + 1 + strspn(eq + 1, " \t");
 	return buf;
 }
@@ -1868,7 +1836,6 @@ parse_file(struct loadctx *ctx)
 		return -1;
 	}
 	ctx->file_mode = st.st_mode;
-	ctx->rmode = R_CONF;
 	ctx->path = ctx->cfg->path;
 	ctx->lineno = 0;
 	ctx->cur = S_NONE;
@@ -2169,443 +2136,6 @@ resolve(struct loadctx *ctx)
 	return 0;
 }
 
-/* --- the credential chain ------------------------------------------------ */
-
-/*
- * The secret in path, a regular file not accessible to others, without
- * the trailing newline or blanks.  NULL after an error (about key).
- */
-static char *
-read_secret_file(struct loadctx *ctx, const char *key, const char *path)
-{
-	struct origin *o = orig_of(ctx, S_SES, key);
-	char buf[SECRET_MAX + 1];
-	struct stat st;
-	size_t n = 0;
-	ssize_t r;
-	char *s;
-	int fd, saved;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
-	    -1) {
-		keyerr(ctx, o, S_SES, 0, key, "cannot read %s: %s", path,
-		    strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		keyerr(ctx, o, S_SES, 0, key, "%s is not a regular file", path);
-		return NULL;
-	}
-	if ((st.st_mode & 007) != 0) {
-		close(fd);
-		keyerr(ctx, o, S_SES, 0, key, "%s is readable by others "
-		    "(mode %04o); chmod 600 it", path,
-		    (unsigned)(st.st_mode & 07777));
-		return NULL;
-	}
-	for (;;) {
-		r = read(fd, buf + n, sizeof(buf) - n);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (n == sizeof(buf))
-			break;
-	}
-	saved = errno;
-	close(fd);
-	if (r == -1 || n == sizeof(buf)) {
-		wipe(buf, sizeof(buf));
-		if (r == -1)
-			keyerr(ctx, o, S_SES, 0, key, "cannot read %s: %s", path,
-			    strerror(saved));
-		else
-			keyerr(ctx, o, S_SES, 0, key, "%s is too large for a "
-			    "secret", path);
-		return NULL;
-	}
-	while (n > 0 && is_space((unsigned char)buf[n - 1]))
-		n--;
-	buf[n] = '\0';
-	if (n == 0 || strlen(buf) != n || !ses_auth_secret_valid(buf)) {
-		wipe(buf, sizeof(buf));
-		keyerr(ctx, o, S_SES, 0, key, "%s must hold the secret alone, "
-		    "on one line%s", path, n == 0 ? " (it is empty)" : "");
-		return NULL;
-	}
-	s = xstrdup(buf);
-	wipe(buf, sizeof(buf));
-	return s;
-}
-
-/* Derive the SMTP password from secret, which cfg keeps (see below). */
-static int
-derive(struct loadctx *ctx, const char *key_id, char *secret,
-    const char *source)
-{
-	struct config *cfg = ctx->cfg;
-	char pw[SES_SMTP_PASSWORD_LEN + 1];
-	int rc;
-
-	if (ses_auth_password_version(secret) != SES_PASSWORD_MALFORMED) {
-		/* 44 base64 characters that decode to 0x04 (or 0x02) and a
-		 * 32-byte HMAC: no secret access key looks like that */
-		wipe_free(secret);
-		fail(ctx, "%s: the secret access key from %s is an SMTP "
-		    "password already derived; put it in smtp_password_file "
-		    "instead", cfg->path, source);
-		return -1;
-	}
-	rc = ses_auth_smtp_password(secret, strlen(secret), cfg->region, pw);
-	/* kept (wiped when the snapshot is freed) to sign SES API requests:
-	 * aws_creds_resolve_static() */
-	cfg->secret_access_key = secret;
-	if (rc == -1) {
-		wipe(pw, sizeof(pw));
-		fail(ctx, "%s: cannot derive the SMTP password from %s",
-		    cfg->path, source);
-		return -1;
-	}
-	cfg->access_key_id = xstrdup(key_id);
-	cfg->smtp_password = xstrdup(pw);
-	wipe(pw, sizeof(pw));
-	cfg->credential_source = xstrdup(source);
-	return 0;
-}
-
-static int
-check_key_id(struct loadctx *ctx, const char *label, const char *id)
-{
-	if (ses_auth_key_id_is_temporary(id)) {
-		fail(ctx, "%s: '%s' %s", label, show(id).s, temporary_key);
-		return -1;
-	}
-	if (!ses_auth_key_id_valid(id)) {
-		fail(ctx, "%s: not an access key id: '%s'", label, show(id).s);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-creds_handler(void *arg, const char *section, const char *name,
-    const char *value)
-{
-	struct loadctx *ctx = arg;
-	char **dst = NULL;
-	int *line;
-
-	if (ctx->failed)
-		return 0;
-	if (!ctx->in_profile || name == NULL || value == NULL)
-		return 1;
-	if (strcmp(value, MARK_LONG) == 0 && ctx->longval != NULL)
-		value = ctx->longval;
-	if (strcmp(name, "aws_access_key_id") == 0) {
-		dst = &ctx->cred_id;
-		line = &ctx->cred_id_line;
-	} else if (strcmp(name, "aws_secret_access_key") == 0) {
-		dst = &ctx->cred_secret;
-		line = &ctx->cred_secret_line;
-	} else if (strcmp(name, "aws_session_token") == 0)
-		line = &ctx->cred_token_line;
-	else
-		return 1;		/* region, role_arn, ...: not ours */
-	if (*line > 0) {
-		lerr(ctx, "[%s] %s: duplicate key (first set at line %d)",
-		    show(ctx->profile).s, name, *line);
-		return 0;
-	}
-	if (*value == '\0')
-		return 1;
-	*line = ctx->lineno;
-	if (dst != NULL) {
-		if (strcmp(value, MARK_TOOLONG) == 0)
-			ctx->cred_long = 1;
-		else
-			set_str(dst, value, 1);
-	}
-	return 1;
-}
-
-/*
- * Link 4: the shared credentials file.  Returns 0 with credentials, 1 if
- * there are none there (what was tried is added to tried), -1 on error.
- */
-static int
-shared_credentials(struct loadctx *ctx, char *tried, size_t triedlen)
-{
-	struct config *cfg = ctx->cfg;
-	const char *file = getenv("AWS_SHARED_CREDENTIALS_FILE");
-	const char *home, *profile_from;
-	char path[PATH_MAX], label[PATH_MAX + 160], source[PATH_MAX + 160];
-	char iobuf[BUFSIZ];
-	struct passwd *pw;
-	struct stat st;
-	char *secret;
-	int rc;
-
-	if (nonempty(file))
-		snprintf(path, sizeof(path), "%s", file);
-	else {
-		home = getenv("HOME");
-		if (!nonempty(home) && (pw = getpwuid(getuid())) != NULL)
-			home = pw->pw_dir;
-		if (!nonempty(home)) {
-			cat(tried, triedlen, ", ~/.aws/credentials (no home "
-			    "directory)");
-			return 1;
-		}
-		snprintf(path, sizeof(path), "%s/.aws/credentials", home);
-	}
-	/* aws_profile (file or SESRELAY_SES_AWS_PROFILE) wins over
-	 * AWS_PROFILE. */
-	if (cfg->aws_profile != NULL) {
-		ctx->profile = cfg->aws_profile;
-		profile_from = "aws_profile";
-	} else if (nonempty(getenv("AWS_PROFILE"))) {
-		ctx->profile = getenv("AWS_PROFILE");
-		profile_from = "AWS_PROFILE";
-	} else {
-		ctx->profile = "default";
-		profile_from = NULL;
-	}
-
-	if ((ctx->fp = open_text(path, iobuf, sizeof(iobuf), &st)) == NULL) {
-		if (errno != ENOENT) {
-			fail(ctx, "%s: cannot open: %s", path,
-			    strerror(errno));
-			return -1;
-		}
-		cat(tried, triedlen, ", %s (no such file)", path);
-		return 1;
-	}
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 007) != 0) {
-		fclose(ctx->fp);
-		ctx->fp = NULL;
-		if (S_ISREG(st.st_mode))
-			fail(ctx, "%s is readable by others (mode %04o); chmod "
-			    "600 it", path, (unsigned)(st.st_mode & 07777));
-		else
-			fail(ctx, "%s: not a regular file", path);
-		return -1;
-	}
-	ctx->rmode = R_CREDS;
-	ctx->path = path;
-	ctx->lineno = 0;
-	rc = ini_parse_stream(line_reader, ctx, creds_handler, ctx);
-	fclose(ctx->fp);
-	ctx->fp = NULL;
-	wipe(iobuf, sizeof(iobuf));
-	if (!ctx->failed && rc != 0)
-		fail(ctx, "%s:%d: syntax error", path, rc);
-	if (ctx->failed)
-		return -1;
-
-	snprintf(label, sizeof(label), "%s: [%s]", path, show(ctx->profile).s);
-	if (!ctx->profile_found) {
-		if (profile_from != NULL) {
-			fail(ctx, "%s: no profile [%s] (from %s)", path,
-			    show(ctx->profile).s, profile_from);
-			return -1;
-		}
-		cat(tried, triedlen, ", %s (no profile [default])", path);
-		return 1;
-	}
-	if (ctx->cred_token_line > 0) {
-		fail(ctx, "%s aws_session_token: these are temporary (STS) "
-		    "credentials, which cannot be turned into an SES SMTP "
-		    "password; use an IAM user's access key", label);
-		return -1;
-	}
-	if (ctx->cred_long) {
-		fail(ctx, "%s: a credential value is too long", label);
-		return -1;
-	}
-	if (ctx->cred_id == NULL || ctx->cred_secret == NULL) {
-		fail(ctx, "%s: %s", label, ctx->cred_id != NULL ?
-		    "aws_access_key_id without aws_secret_access_key" :
-		    ctx->cred_secret != NULL ?
-		    "aws_secret_access_key without aws_access_key_id" :
-		    "no aws_access_key_id and aws_secret_access_key (role, SSO "
-		    "and process profiles give temporary credentials, which "
-		    "SES SMTP cannot use)");
-		return -1;
-	}
-	cat(label, sizeof(label), " aws_access_key_id");
-	if (check_key_id(ctx, label, ctx->cred_id) == -1)
-		return -1;
-	snprintf(source, sizeof(source), "shared credentials file %s, "
-	    "profile %s", path, show(ctx->profile).s);
-	secret = ctx->cred_secret;
-	ctx->cred_secret = NULL;
-	return derive(ctx, ctx->cred_id, secret, source);
-}
-
-/*
- * Link 0: systemd's LoadCredential= hands secrets over as files in
- * $CREDENTIALS_DIRECTORY.  A credential named "smtp_password" (else
- * "secret_access_key") there stands for smtp_password_file (else
- * secret_access_key_file) when the configuration names no secret of its
- * own.  Returns the key it stands for, or NULL.
- */
-static const char *
-credentials_directory(struct loadctx *ctx)
-{
-	static const struct {
-		const char *cred, *key;
-		size_t off;
-	} creds[] = {
-		{ "smtp_password", "smtp_password_file",
-		  offsetof(struct pending, smtp_password_file) },
-		{ "secret_access_key", "secret_access_key_file",
-		  offsetof(struct pending, secret_access_key_file) },
-	};
-	struct pending *p = &ctx->pend;
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	char path[PATH_MAX];
-	struct stat st;
-	size_t i;
-
-	if (!nonempty(dir) || p->smtp_password_file != NULL ||
-	    p->secret_access_key_file != NULL || p->secret_access_key != NULL)
-		return NULL;
-	for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++) {
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
-		    creds[i].cred) >= sizeof(path) ||
-		    lstat(path, &st) == -1)
-			continue;
-		*(char **)((char *)p + creds[i].off) = xstrdup(path);
-		snprintf(orig_of(ctx, S_SES, creds[i].key)->env, ENVNAME_MAX,
-		    "CREDENTIALS_DIRECTORY");
-		return creds[i].key;
-	}
-	return NULL;
-}
-
-static int
-resolve_credentials(struct loadctx *ctx)
-{
-	struct config *cfg = ctx->cfg;
-	struct pending *p = &ctx->pend;
-	char source[PATH_MAX + 64], tried[CONFIG_ERR_MAX];
-	const char *ak, *sk, *missing;
-	char *secret;
-	struct origin *o;
-	int rc;
-	/* " (CREDENTIALS_DIRECTORY)" when link 0 named the file */
-	const char *via = credentials_directory(ctx) != NULL ?
-	    " (CREDENTIALS_DIRECTORY)" : "";
-
-	/* 1. an already derived password */
-	if (p->smtp_password_file != NULL) {
-		o = orig_of(ctx, S_SES, "smtp_password_file");
-		if (p->access_key_id == NULL)
-			return keyerr(ctx, o, S_SES, 0, "smtp_password_file",
-			    "needs access_key_id (the SMTP user name)");
-		if ((secret = read_secret_file(ctx, "smtp_password_file",
-		    p->smtp_password_file)) == NULL)
-			return -1;
-		switch (ses_auth_password_version(secret)) {
-		case SES_PASSWORD_V4:
-			break;
-		case SES_PASSWORD_V2:
-			wipe_free(secret);
-			return keyerr(ctx, o, S_SES, 0, "smtp_password_file",
-			    "%s holds a version 2 SMTP password, which SES "
-			    "refuses with \"535 Signature Version 2 is "
-			    "deprecated\"; derive a version 4 one from the "
-			    "secret access key with `sesrelay passwd`",
-			    p->smtp_password_file);
-		default:
-			wipe_free(secret);
-			return keyerr(ctx, o, S_SES, 0, "smtp_password_file",
-			    "%s does not hold an SES SMTP password (44 base64 "
-			    "characters starting with B, as `sesrelay passwd` "
-			    "prints)", p->smtp_password_file);
-		}
-		cfg->access_key_id = xstrdup(p->access_key_id);
-		cfg->smtp_password = secret;
-		snprintf(source, sizeof(source), "smtp_password_file %s%s",
-		    p->smtp_password_file, via);
-		cfg->credential_source = xstrdup(source);
-		return 0;
-	}
-
-	/* 2. the IAM secret in the configuration */
-	if (p->secret_access_key_file != NULL || p->secret_access_key != NULL) {
-		const char *key = p->secret_access_key_file != NULL ?
-		    "secret_access_key_file" : "secret_access_key";
-
-		o = orig_of(ctx, S_SES, key);
-		if (p->access_key_id == NULL)
-			return keyerr(ctx, o, S_SES, 0, key,
-			    "needs access_key_id");
-		if (p->secret_access_key_file != NULL) {
-			if (p->secret_access_key != NULL)
-				keywarn(ctx, o, S_SES, key, "both "
-				    "secret_access_key_file and "
-				    "secret_access_key are set; using "
-				    "secret_access_key_file");
-			if ((secret = read_secret_file(ctx, key,
-			    p->secret_access_key_file)) == NULL)
-				return -1;
-			snprintf(source, sizeof(source),
-			    "secret_access_key_file %s%s",
-			    p->secret_access_key_file, via);
-		} else {
-			secret = xstrdup(p->secret_access_key);
-			if (o->env[0] != '\0')
-				snprintf(source, sizeof(source),
-				    "secret_access_key from %s", o->env);
-			else
-				snprintf(source, sizeof(source),
-				    "secret_access_key in %s", cfg->path);
-		}
-		return derive(ctx, p->access_key_id, secret, source);
-	}
-	if (p->access_key_id != NULL)
-		return keyerr(ctx, orig_of(ctx, S_SES, "access_key_id"), S_SES,
-		    0, "access_key_id", "set without secret_access_key_file, "
-		    "secret_access_key or smtp_password_file");
-
-	/* 3. the environment, as the AWS tools read it */
-	ak = getenv("AWS_ACCESS_KEY_ID");
-	sk = getenv("AWS_SECRET_ACCESS_KEY");
-	if (nonempty(ak) || nonempty(sk)) {
-		missing = !nonempty(ak) ? "AWS_ACCESS_KEY_ID" :
-		    !nonempty(sk) ? "AWS_SECRET_ACCESS_KEY" : NULL;
-		if (missing != NULL) {
-			fail(ctx, "%s is set but %s is not",
-			    nonempty(ak) ? "AWS_ACCESS_KEY_ID" :
-			    "AWS_SECRET_ACCESS_KEY", missing);
-			return -1;
-		}
-		if (nonempty(getenv("AWS_SESSION_TOKEN"))) {
-			fail(ctx, "AWS_SESSION_TOKEN is set: AWS_ACCESS_KEY_ID "
-			    "and AWS_SECRET_ACCESS_KEY are temporary (STS) "
-			    "credentials, which cannot be turned into an SES "
-			    "SMTP password; use an IAM user's access key");
-			return -1;
-		}
-		if (check_key_id(ctx, "AWS_ACCESS_KEY_ID", ak) == -1)
-			return -1;
-		return derive(ctx, ak, xstrdup(sk),
-		    "environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
-	}
-
-	/* 4. the shared credentials file */
-	snprintf(tried, sizeof(tried), "smtp_password_file, access_key_id "
-	    "with secret_access_key(_file), AWS_ACCESS_KEY_ID with "
-	    "AWS_SECRET_ACCESS_KEY");
-	if ((rc = shared_credentials(ctx, tried, sizeof(tried))) != 1)
-		return rc;
-	fail(ctx, "%s: [ses] no SES credentials; tried %s", cfg->path, tried);
-	return -1;
-}
-
 /* --- the snapshot -------------------------------------------------------- */
 
 static void
@@ -2628,9 +2158,10 @@ config_free(struct config *cfg)
 	free(cfg->tls_verify_name);
 	free(cfg->ca_file);
 	free(cfg->access_key_id);
-	wipe_free(cfg->smtp_password);
 	wipe_free(cfg->secret_access_key);
-	free(cfg->credential_source);
+	free(cfg->secret_access_key_file);
+	free(cfg->smtp_password_file);
+	free(cfg->origins);
 	free(cfg->aws_profile);
 	free(cfg->configuration_set);
 	free(cfg->message_tags);
@@ -2668,19 +2199,17 @@ config_load(const char *path, int need_credentials,
 	ctx.cfg->path = xstrdup(path);
 	ctx.orig = xcalloc(NKEYS, sizeof(*ctx.orig));
 
+	(void)need_credentials;
 	if (parse_file(&ctx) == 0 && apply_env(&ctx) == 0 &&
-	    apply_defaults(&ctx) == 0 && resolve(&ctx) == 0 &&
-	    (!need_credentials || resolve_credentials(&ctx) == 0))
+	    apply_defaults(&ctx) == 0 && resolve(&ctx) == 0)
 		rc = 0;
 
-	free(ctx.pend.access_key_id);
-	wipe_free(ctx.pend.secret_access_key);
-	free(ctx.pend.secret_access_key_file);
-	free(ctx.pend.smtp_password_file);
-	free(ctx.cred_id);
-	wipe_free(ctx.cred_secret);
+	ctx.cfg->access_key_id = ctx.pend.access_key_id;
+	ctx.cfg->secret_access_key = ctx.pend.secret_access_key;
+	ctx.cfg->secret_access_key_file = ctx.pend.secret_access_key_file;
+	ctx.cfg->smtp_password_file = ctx.pend.smtp_password_file;
+	ctx.cfg->origins = ctx.orig;
 	wipe(ctx.line, sizeof(ctx.line));
-	free(ctx.orig);
 	free(ctx.saux);
 	if (rc == -1) {
 		config_free(ctx.cfg);
@@ -2708,6 +2237,27 @@ config_unref(struct config *cfg)
 		fatalx("config_unref: snapshot already freed");
 	if (--cfg->refs == 0)
 		config_free(cfg);
+}
+
+const char *
+config_key_where(const struct config *cfg, const char *section,
+    const char *key, char *buf, size_t len)
+{
+	const struct origin *o = NULL;
+	size_t i;
+
+	for (i = 0; cfg->origins != NULL && i < NKEYS; i++)
+		if (keys[i].sect != S_SENDER &&
+		    strcmp(sect_names[keys[i].sect], section) == 0 &&
+		    strcmp(keys[i].name, key) == 0)
+			o = &((const struct origin *)cfg->origins)[i];
+	if (o != NULL && o->line > 0)
+		snprintf(buf, len, "%s:%d", cfg->path, o->line);
+	else if (o != NULL && o->env[0] != '\0')
+		snprintf(buf, len, "%s", o->env);
+	else
+		snprintf(buf, len, "%s", cfg->path);
+	return buf;
 }
 
 /* --- lookups ------------------------------------------------------------- */

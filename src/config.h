@@ -1,11 +1,12 @@
 /*
  * config.h — sesrelay.conf: one read-only snapshot of the whole
- * configuration, credentials included.
+ * configuration: settings only.
  *
  * config_load() parses the INI file with inih, driven by one key table,
  * applies SESRELAY_<SECTION>_<KEY> environment overrides (which win over the
- * file), fills defaults, validates every value and resolves the SES SMTP
- * credentials (see "Credential chain" below).  The result is never modified
+ * file), fills defaults and validates every value.  The credential
+ * settings are kept as they are: aws_creds.h resolves them (with the
+ * environment, the shared files and the role endpoints).  The result is never modified
  * afterwards: a reload loads a new snapshot and swaps it in; sessions keep
  * the snapshot they began with (config_ref/config_unref).
  *
@@ -94,13 +95,12 @@ struct config {
 	char *tls_verify_name;		/* default: the regional host name, or the
 					 * FIPS host when endpoint is the FIPS one */
 	char *ca_file;			/* NULL: the system trust store */
-	char *access_key_id;		/* the SMTP user name (resolved) */
-	char *smtp_password;		/* the derived SMTP password (secret) */
-	char *secret_access_key;	/* the IAM secret it was derived from
-					 * (secret; NULL with smtp_password_file),
-					 * for SigV4 of SES API requests */
-	char *credential_source;	/* where they came from, for -n and logs,
-					 * e.g. "secret_access_key_file /etc/x" */
+	/* credential settings, as configured (NULL unless set); the chain
+	 * that uses them is aws_creds.h's */
+	char *access_key_id;
+	char *secret_access_key;	/* secret: wiped when freed */
+	char *secret_access_key_file;
+	char *smtp_password_file;
 	char *aws_profile;		/* as configured (NULL: AWS_PROFILE/default) */
 	unsigned max_connections;	/* default 4 */
 	double max_send_rate;		/* recipients per second; 0 = off */
@@ -128,32 +128,26 @@ struct config {
 	struct sender_rule *senders;
 	size_t nsenders;
 
+	void *origins;			/* private: where each key was set */
 	int refs;			/* config_ref/config_unref */
 };
 
 /*
- * Load, validate and resolve path.  On success returns a snapshot with one
+ * Load and validate path.  On success returns a snapshot with one
  * reference.  On failure returns NULL and writes one line to err.
- *
- * Credential chain, first match wins:
- *  1. smtp_password_file (an already derived password) + access_key_id
- *  2. access_key_id + secret_access_key_file, else secret_access_key
- *  3. AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY from the environment
- *  4. the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
- *     ~/.aws/credentials), profile aws_profile, else AWS_PROFILE, else
- *     "default"
- * ("access_key_id" etc. include their SESRELAY_SES_* overrides.)
- * Refused: key ids starting ASIA and AWS_SESSION_TOKEN set (temporary
- * credentials), a v2 or malformed smtp_password_file, secret files that
- * are world-readable, no credentials at all.
- *
- * need_credentials = 0 skips the credential chain (for tools that do not
- * talk to SES); the snapshot then has access_key_id/smtp_password NULL.
+ * need_credentials is no longer used (the credential chain is
+ * aws_creds.h's); it is kept so that callers need not change.
+ * Refused here: an access_key_id that is not one or is temporary (ASIA),
+ * a secret_access_key in a file others can read.
  */
 struct config *config_load(const char *path, int need_credentials,
     char err[CONFIG_ERR_MAX]);
 
 struct config *config_ref(struct config *cfg);
+/* Where [section] key was set, for messages: "FILE:LINE", the
+ * SESRELAY_* variable, or the file's path if it was not set. */
+const char *config_key_where(const struct config *cfg, const char *section,
+    const char *key, char *buf, size_t len);
 /* Drop a reference; the last one frees everything, wiping secrets. */
 void config_unref(struct config *cfg);
 

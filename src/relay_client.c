@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "addr.h"
+#include "aws_creds.h"
 #include "config.h"
 #include "log.h"
 #include "tls.h"
@@ -126,6 +127,7 @@ struct relay_pool {
 	void (*drained)(void *);
 	void *drained_arg;
 	struct relay_stats stats;
+	struct ses_smtp_login *login;	/* relay_pool_set_login */
 };
 
 static void session_start(struct relay_pool *);
@@ -530,7 +532,15 @@ relay_pool_free(struct relay_pool *pool)
 	}
 	SSL_CTX_free(pool->ssl_ctx);
 	config_unref(pool->cfg);
+	ses_smtp_login_unref(pool->login);
 	free(pool);
+}
+
+void
+relay_pool_set_login(struct relay_pool *pool, struct ses_smtp_login *login)
+{
+	ses_smtp_login_unref(pool->login);
+	pool->login = login != NULL ? ses_smtp_login_ref(login) : NULL;
 }
 
 /* ---- sessions: plumbing ---- */
@@ -1001,8 +1011,16 @@ session_next(struct relay_session *s)
 static void
 session_auth(struct relay_session *s)
 {
-	const char *user = s->cfg->access_key_id;
-	const char *pass = s->cfg->smtp_password;
+	if (s->pool->login == NULL) {
+		struct relay_reply r;
+
+		reply_local(&r, 451, "4.7.0", "the relay has no SES SMTP "
+		    "credentials");
+		session_fail(s, &r);
+		return;
+	}
+	const char *user = s->pool->login->user;
+	const char *pass = s->pool->login->password;
 	if (s->cap_plain) {
 		/* "\0user\0password", base64 */
 		size_t ul = strlen(user), pl = strlen(pass);
@@ -1256,7 +1274,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 			session_fail(s, &r);
 			return;
 		}
-		session_send_b64(s, S_AUTH_LOGIN_PASS, s->cfg->access_key_id);
+		session_send_b64(s, S_AUTH_LOGIN_PASS, s->pool->login->user);
 		return;
 	case S_AUTH_LOGIN_PASS:
 		if (code != 334) {
@@ -1264,7 +1282,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 			session_fail(s, &r);
 			return;
 		}
-		session_send_b64(s, S_AUTH, s->cfg->smtp_password);
+		session_send_b64(s, S_AUTH, s->pool->login->password);
 		return;
 	case S_AUTH:
 		if (code != 235) {
@@ -1273,8 +1291,8 @@ session_reply(struct relay_session *s, int code, const char *text)
 			if (code >= 500)
 				log_warnx("upstream u%u: SES refused our "
 				    "credentials (user %s, %s): %d %s", s->id,
-				    s->cfg->access_key_id,
-				    s->cfg->credential_source, code, text);
+				    s->pool->login->user,
+				    s->pool->login->source, code, text);
 			/* our credentials are wrong: the message is fine,
 			 * so the client must retry later, not bounce */
 			reply_local(&r, 451, "4.7.0",
@@ -1284,7 +1302,7 @@ session_reply(struct relay_session *s, int code, const char *text)
 			return;
 		}
 		trace(s->pool, "auth", 1, "%d %s (user %s)", code, text,
-		    s->cfg->access_key_id);
+		    s->pool->login->user);
 		s->ready_once = 1;
 		s->pool->stats.last_success = time(NULL);
 		session_next(s);

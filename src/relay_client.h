@@ -92,6 +92,12 @@ struct relay_pool *relay_pool_new(struct event_base *base,
  * (keeping the old one) if the new TLS settings do not load. */
 int relay_pool_set_config(struct relay_pool *pool, struct config *cfg,
     char *err, size_t errlen);
+/* The SES SMTP login (aws_creds_smtp_login) sessions authenticate with
+ * from now on; the pool takes a reference.  Without one, sessions fail
+ * with 451 before AUTH. */
+struct ses_smtp_login;
+void relay_pool_set_login(struct relay_pool *pool,
+    struct ses_smtp_login *login);
 void relay_pool_set_trace(struct relay_pool *pool, relay_trace_fn *fn,
     void *arg);
 

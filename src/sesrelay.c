@@ -187,9 +187,16 @@ cmd_check(int argc, char *argv[])
 		fprintf(stderr, "sesrelay check: %s\n", err);
 		return 2;
 	}
+	struct ses_smtp_login *login = aws_creds_smtp_login_for(cfg, err,
+	    sizeof(err));
+	if (login == NULL) {
+		fprintf(stderr, "sesrelay check: %s\n", err);
+		config_unref(cfg);
+		return 2;
+	}
 	struct check_report *report = check_report_new(json);
 	check_report_line(report, "config", "ok", "%s (credentials: %s)",
-	    cfg->path, cfg->credential_source);
+	    cfg->path, login->source);
 	check_report_line(report, "endpoint", "ok", "%s:%u, tls %s, "
 	    "certificate name %s", cfg->endpoint_host, cfg->endpoint_port,
 	    cfg->tls == UPSTREAM_TLS_STARTTLS ? "starttls" : "implicit",
@@ -204,6 +211,8 @@ cmd_check(int argc, char *argv[])
 		fprintf(stderr, "sesrelay check: %s\n", err);
 		return 2;
 	}
+	relay_pool_set_login(pool, login);
+	ses_smtp_login_unref(login);
 	relay_pool_set_trace(pool, check_trace, &st);
 	relay_probe(pool, check_done, &st);
 	event_base_dispatch(st.base);
@@ -212,6 +221,13 @@ cmd_check(int argc, char *argv[])
 	/* the account, through the SES API v2 */
 	struct aws_credentials *creds = aws_creds_resolve_static(cfg, err,
 	    sizeof(err));
+	if (creds != NULL && creds->secret_access_key == NULL) {
+		snprintf(err, sizeof(err), "%s holds an SMTP password only, "
+		    "which cannot sign SES API requests (give access_key_id and "
+		    "secret_access_key_file)", creds->source);
+		aws_credentials_unref(creds);
+		creds = NULL;
+	}
 	char herr[256];
 	struct http_client *http = http_client_new(st.base, cfg->ca_file,
 	    herr, sizeof(herr));

@@ -48,6 +48,7 @@ struct daemon_state {
 	struct config *cfg;
 	const char *config_path;
 	struct relay_pool *pool;
+	struct ses_smtp_login *login;	/* transport = smtp */
 	struct smtp_server *server;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
@@ -462,6 +463,13 @@ start_account(struct daemon_state *d)
 		log_warnx("account: not watched: %s", err);
 		return;
 	}
+	if (d->creds->secret_access_key == NULL) {
+		log_warnx("account: not watched: %s holds an SMTP password "
+		    "only, which cannot sign SES API requests", d->creds->source);
+		aws_credentials_unref(d->creds);
+		d->creds = NULL;
+		return;
+	}
 	if ((d->http = http_client_new(d->base, d->cfg->ca_file, err,
 	    sizeof(err))) == NULL) {
 		log_warnx("account: not watched: %s", err);
@@ -488,19 +496,26 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	service_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading "
 	    "the configuration", service_monotonic_usec());
 	struct config *cfg = config_load(d->config_path, 1, err);
+	struct ses_smtp_login *login = NULL;
 	if (cfg == NULL ||
+	    (login = aws_creds_smtp_login_for(cfg, err, sizeof(err))) ==
+	    NULL ||
 	    reload_compatible(d->cfg, cfg, err, sizeof(err)) != 0 ||
 	    relay_pool_set_config(d->pool, cfg, err, sizeof(err)) != 0) {
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
 		if (cfg != NULL)
 			config_unref(cfg);
+		ses_smtp_login_unref(login);
 		/* still serving, with the old configuration */
 		status_line(d, d->status, sizeof(d->status));
 		service_notify("READY=1\nSTATUS=reload refused (see the log); "
 		    "%s", d->status);
 		return;
 	}
+	relay_pool_set_login(d->pool, login);
+	ses_smtp_login_unref(d->login);
+	d->login = login;
 	smtp_server_set_config(d->server, cfg);
 	smtp_server_update_listeners(d->server, cfg);
 	if (d->queue != NULL)
@@ -523,7 +538,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	config_unref(d->cfg);
 	d->cfg = cfg;
 	log_info("configuration reloaded from %s (credentials: %s)",
-	    cfg->path, cfg->credential_source);
+	    cfg->path, d->login->source);
 	status_line(d, d->status, sizeof(d->status));
 	service_notify("READY=1\nSTATUS=%s", d->status);
 }
@@ -603,6 +618,12 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		return 2;
 	}
+	if ((d.login = aws_creds_smtp_login_for(d.cfg, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		config_unref(d.cfg);
+		return 2;
+	}
 	if (check_tls_files(d.cfg, check_only, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sesrelayd: %s\n", err);
 		config_unref(d.cfg);
@@ -613,7 +634,7 @@ main(int argc, char *argv[])
 		    "(verified as %s); credentials: %s\n", d.cfg->path,
 		    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
 		    d.cfg->endpoint_host, d.cfg->endpoint_port,
-		    d.cfg->tls_verify_name, d.cfg->credential_source);
+		    d.cfg->tls_verify_name, d.login->source);
 		config_unref(d.cfg);
 		return 0;
 	}
@@ -649,6 +670,7 @@ main(int argc, char *argv[])
 		config_unref(d.cfg);
 		return 2;
 	}
+	relay_pool_set_login(d.pool, d.login);
 	d.server = smtp_server_new(d.base, d.cfg, d.pool);
 	if (adopt_listeners(&d) == 0 &&
 	    smtp_server_listen(d.server, err, sizeof(err)) != 0) {
@@ -698,7 +720,7 @@ main(int argc, char *argv[])
 	    "credentials: %s", PACKAGE_VERSION,
 	    d.cfg->mode == RELAY_MODE_SPOOL ? "spool" : "passthrough",
 	    d.cfg->endpoint_host, d.cfg->endpoint_port,
-	    d.cfg->credential_source);
+	    d.login->source);
 	status_line(&d, d.status, sizeof(d.status));
 	if (service_notify("READY=1\nSTATUS=%s", d.status) == 1) {
 		d.status_ev = event_new(d.base, -1, EV_PERSIST, on_status, &d);
@@ -738,6 +760,7 @@ main(int argc, char *argv[])
 	if (d.creds != NULL)
 		aws_credentials_unref(d.creds);
 	relay_pool_free(d.pool);
+	ses_smtp_login_unref(d.login);
 	spool_close(d.spool);
 	queue_free(d.queue);
 	if (d.pidfile != NULL) {

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aws_creds.h"
 #include "config.h"
 #include "ses_auth.h"
 
@@ -40,6 +41,11 @@
 #define X500	X50 X50 X50 X50 X50 X50 X50 X50 X50 X50
 /* base64(0x02 || 00 01 .. 1f): a retired version 2 password */
 #define V2_PASSWORD	"AgABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+
+/* The SMTP login of the last run_scenario with need_creds (the credential
+ * chain is aws_creds.c's now; these cases go through it as the daemon
+ * does), or NULL. */
+static struct ses_smtp_login *cur_login;
 
 static char topdir[PATH_MAX / 2];	/* removed at the end */
 static char testdir[PATH_MAX];	/* this test's own, and its $HOME */
@@ -237,6 +243,14 @@ run_scenario(const struct scenario *sc, struct run *r)
 	}
 	r->err[0] = '\0';
 	r->cfg = config_load(r->paths[SUB_CONF], sc->need_creds, r->err);
+	ses_smtp_login_unref(cur_login);
+	cur_login = NULL;
+	if (r->cfg != NULL && sc->need_creds &&
+	    (cur_login = aws_creds_smtp_login_for(r->cfg, r->err,
+	    sizeof(r->err))) == NULL) {
+		config_unref(r->cfg);
+		r->cfg = NULL;
+	}
 }
 
 static void
@@ -245,6 +259,8 @@ run_free(struct run *r)
 	size_t i;
 
 	config_unref(r->cfg);
+	ses_smtp_login_unref(cur_login);
+	cur_login = NULL;
 	for (i = 0; i < NSUBS; i++)
 		free(r->paths[i]);
 }
@@ -452,11 +468,11 @@ START_TEST(test_every_key)
 	ck_assert_str_eq(c->tls_verify_name, "smtp.example.net");
 	ck_assert_str_eq(c->ca_file, r.paths[SUB_CERT]);
 	/* smtp_password_file comes first in the chain */
-	ck_assert_str_eq(c->access_key_id, DOC_KEY_ID);
-	ck_assert_str_eq(c->smtp_password, DOC_PW_EUW1);
-	ck_assert_ptr_nonnull(strstr(c->credential_source,
+	ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+	ck_assert_str_eq(cur_login->password, DOC_PW_EUW1);
+	ck_assert_ptr_nonnull(strstr(cur_login->source,
 	    "smtp_password_file"));
-	ck_assert_ptr_nonnull(strstr(c->credential_source, r.paths[SUB_PW]));
+	ck_assert_ptr_nonnull(strstr(cur_login->source, r.paths[SUB_PW]));
 	ck_assert_str_eq(c->aws_profile, "work");
 	ck_assert_uint_eq(c->max_connections, 8);
 	ck_assert(c->max_send_rate == 14.5);
@@ -550,8 +566,8 @@ START_TEST(test_defaults)
 	    "email-smtp.us-east-1.amazonaws.com");
 	ck_assert_ptr_null(c->ca_file);
 	ck_assert_ptr_null(c->access_key_id);
-	ck_assert_ptr_null(c->smtp_password);
-	ck_assert_ptr_null(c->credential_source);
+	ck_assert_ptr_null(cur_login);
+	ck_assert_ptr_null(cur_login);
 	ck_assert_ptr_null(c->aws_profile);
 	ck_assert_uint_eq(c->max_connections, 4);
 	ck_assert(c->max_send_rate == 0);
@@ -873,9 +889,9 @@ chk_listen(const struct config *c)
 static void
 chk_env_secret(const struct config *c)
 {
-	ck_assert_str_eq(c->access_key_id, DOC_KEY_ID);
-	ck_assert_str_eq(c->smtp_password, DOC_PW_USE1);
-	ck_assert_str_eq(c->credential_source,
+	ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+	ck_assert_str_eq(cur_login->password, DOC_PW_USE1);
+	ck_assert_str_eq(cur_login->source,
 	    "secret_access_key from SESRELAY_SES_SECRET_ACCESS_KEY");
 }
 
@@ -1216,17 +1232,19 @@ static const struct {
 	{ "ASIA key id in the environment", { .env = {
 	  "AWS_ACCESS_KEY_ID=ASIAIOSFODNN7EXAMPLE",
 	  "AWS_SECRET_ACCESS_KEY=" DOC_SECRET }, .need_creds = 1 }, 0,
-	  { "AWS_ACCESS_KEY_ID: 'ASIAIOSFODNN7EXAMPLE'", "temporary" } },
+	  { "AWS_ACCESS_KEY_ID", "'ASIAIOSFODNN7EXAMPLE'", "temporary" } },
 	{ "ASIA key id in the shared file", { .creds = "[default]\n"
 	  "aws_access_key_id = ASIAIOSFODNN7EXAMPLE\n"
 	  "aws_secret_access_key = x\n", .need_creds = 1 }, 0,
-	  { "@CREDS@: [default] aws_access_key_id", "temporary" } },
+	  { "@CREDS@, profile default: 'ASIAIOSFODNN7EXAMPLE'", "temporary",
+	    "transport = api" } },
 	{ "AWS_SESSION_TOKEN", { .env = { "AWS_ACCESS_KEY_ID=" DOC_KEY_ID,
 	  "AWS_SECRET_ACCESS_KEY=" DOC_SECRET, "AWS_SESSION_TOKEN=FwoGZX" },
 	  .need_creds = 1 }, 0, { "AWS_SESSION_TOKEN is set", "temporary" } },
 	{ "aws_session_token", { .creds = CREDS_DEFAULT
 	  "aws_session_token = FwoGZXIvYXdzEJr\n", .need_creds = 1 }, 0,
-	  { "@CREDS@: [default] aws_session_token", "temporary" } },
+	  { "@CREDS@, profile default", "session token", "temporary",
+	    "transport = api" } },
 	{ "only AWS_ACCESS_KEY_ID",
 	  { .env = { "AWS_ACCESS_KEY_ID=" DOC_KEY_ID }, .need_creds = 1 }, 0,
 	  { "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" } },
@@ -1473,29 +1491,29 @@ START_TEST(test_chain_order)
 	run_scenario(&sc, &r);
 	ck_assert_msg(r.cfg != NULL, "%s", r.err);
 	if (set & 1) {
-		ck_assert_str_eq(r.cfg->access_key_id, DOC_KEY_ID);
-		ck_assert_str_eq(r.cfg->smtp_password, L1_PASSWORD);
-		ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+		ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+		ck_assert_str_eq(cur_login->password, L1_PASSWORD);
+		ck_assert_ptr_nonnull(strstr(cur_login->source,
 		    "smtp_password_file"));
 	} else if (set & 2) {
-		ck_assert_str_eq(r.cfg->access_key_id, DOC_KEY_ID);
-		expect_password(L2_SECRET, "us-east-1", r.cfg->smtp_password);
-		ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+		ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+		expect_password(L2_SECRET, "us-east-1", cur_login->password);
+		ck_assert_ptr_nonnull(strstr(cur_login->source,
 		    "secret_access_key_file"));
 	} else if (set & 4) {
-		ck_assert_str_eq(r.cfg->access_key_id, L3_KEY_ID);
-		expect_password(L3_SECRET, "us-east-1", r.cfg->smtp_password);
-		ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+		ck_assert_str_eq(cur_login->user, L3_KEY_ID);
+		expect_password(L3_SECRET, "us-east-1", cur_login->password);
+		ck_assert_ptr_nonnull(strstr(cur_login->source,
 		    "AWS_ACCESS_KEY_ID"));
 	} else {
-		ck_assert_str_eq(r.cfg->access_key_id, L4_KEY_ID);
-		expect_password(L4_SECRET, "us-east-1", r.cfg->smtp_password);
-		ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+		ck_assert_str_eq(cur_login->user, L4_KEY_ID);
+		expect_password(L4_SECRET, "us-east-1", cur_login->password);
+		ck_assert_ptr_nonnull(strstr(cur_login->source,
 		    "shared credentials file"));
 	}
 	/* the source never holds the secret */
-	ck_assert_ptr_null(strstr(r.cfg->credential_source, "secret/"));
-	ck_assert_ptr_null(strstr(r.cfg->credential_source, "Two/"));
+	ck_assert_ptr_null(strstr(cur_login->source, "secret/"));
+	ck_assert_ptr_null(strstr(cur_login->source, "Two/"));
 	run_free(&r);
 }
 END_TEST
@@ -1518,16 +1536,16 @@ START_TEST(test_secret_inline)
 
 	run_scenario(&both, &r);
 	ck_assert_msg(r.cfg != NULL, "%s", r.err);
-	expect_password(L2_SECRET, "us-east-1", r.cfg->smtp_password);
+	expect_password(L2_SECRET, "us-east-1", cur_login->password);
 	run_free(&r);
 
 	run_scenario(&inl, &r);
 	ck_assert_msg(r.cfg != NULL, "%s", r.err);
-	expect_password(L3_SECRET, "us-east-1", r.cfg->smtp_password);
-	ck_assert_str_eq(r.cfg->access_key_id, DOC_KEY_ID);
-	ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+	expect_password(L3_SECRET, "us-east-1", cur_login->password);
+	ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+	ck_assert_ptr_nonnull(strstr(cur_login->source,
 	    "secret_access_key in "));
-	ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+	ck_assert_ptr_nonnull(strstr(cur_login->source,
 	    r.paths[SUB_CONF]));
 	run_free(&r);
 }
@@ -1545,9 +1563,9 @@ START_TEST(test_no_credentials_needed)
 
 	run_scenario(&sc, &r);
 	ck_assert_msg(r.cfg != NULL, "%s", r.err);
-	ck_assert_ptr_null(r.cfg->access_key_id);
-	ck_assert_ptr_null(r.cfg->smtp_password);
-	ck_assert_ptr_null(r.cfg->credential_source);
+	/* the setting is kept as it is; nothing read the secret */
+	ck_assert_str_eq(r.cfg->access_key_id, DOC_KEY_ID);
+	ck_assert_ptr_null(cur_login);
 	run_free(&r);
 }
 END_TEST
@@ -1653,14 +1671,14 @@ START_TEST(test_credentials_directory)
 		    "'%s'", r.err, want);
 	} else {
 		ck_assert_msg(r.cfg != NULL, "%s", r.err);
-		ck_assert_msg(strstr(r.cfg->credential_source, want) != NULL,
-		    "source '%s' lacks '%s'", r.cfg->credential_source, want);
+		ck_assert_msg(strstr(cur_login->source, want) != NULL,
+		    "source '%s' lacks '%s'", cur_login->source, want);
 		if (credsdir_cases[_i].want_pw != NULL)
-			ck_assert_str_eq(r.cfg->smtp_password,
+			ck_assert_str_eq(cur_login->password,
 			    credsdir_cases[_i].want_pw);
 		else
 			expect_password(credsdir_cases[_i].want_secret,
-			    "us-east-1", r.cfg->smtp_password);
+			    "us-east-1", cur_login->password);
 	}
 	free(want);
 	run_free(&r);
@@ -1703,7 +1721,7 @@ static const struct {
 	  "AKIAPROFILE200000000", "secretP2" },
 	{ NULL, { "AWS_PROFILE=" }, 0, "AKIADEFAULT000000000",
 	  "secretDefault" },
-	{ NULL, { "AWS_PROFILE=temp" }, 0, NULL, "aws_session_token" },
+	{ NULL, { "AWS_PROFILE=temp" }, 0, NULL, "session token" },
 	{ NULL, { "AWS_PROFILE=P1" }, 0, NULL, "no profile [P1]" },
 };
 
@@ -1729,11 +1747,11 @@ START_TEST(test_profiles)
 		ck_assert_ptr_null(strstr(r.err, "secret"));
 	} else {
 		ck_assert_msg(r.cfg != NULL, "%s", r.err);
-		ck_assert_str_eq(r.cfg->access_key_id,
+		ck_assert_str_eq(cur_login->user,
 		    profile_cases[_i].want_key);
 		expect_password(profile_cases[_i].want, "us-east-1",
-		    r.cfg->smtp_password);
-		ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+		    cur_login->password);
+		ck_assert_ptr_nonnull(strstr(cur_login->source,
 		    r.paths[SUB_CREDS]));
 	}
 	run_free(&r);
@@ -1767,11 +1785,11 @@ START_TEST(test_spec_vectors)
 	snprintf(secret, sizeof(secret), "%s \r\n", vector_cases[_i].secret);
 	run_scenario(&sc, &r);
 	ck_assert_msg(r.cfg != NULL, "%s", r.err);
-	ck_assert_str_eq(r.cfg->smtp_password, vector_cases[_i].password);
-	ck_assert_str_eq(r.cfg->access_key_id, DOC_KEY_ID);
-	ck_assert_int_eq(strncmp(r.cfg->credential_source,
+	ck_assert_str_eq(cur_login->password, vector_cases[_i].password);
+	ck_assert_str_eq(cur_login->user, DOC_KEY_ID);
+	ck_assert_int_eq(strncmp(cur_login->source,
 	    "secret_access_key_file /", 24), 0);
-	ck_assert_ptr_nonnull(strstr(r.cfg->credential_source,
+	ck_assert_ptr_nonnull(strstr(cur_login->source,
 	    r.paths[SUB_SECRET]));
 	run_free(&r);
 }
@@ -2008,7 +2026,11 @@ START_TEST(test_sample_loads)
 	setenv("AWS_SECRET_ACCESS_KEY", DOC_SECRET, 1);
 	c = config_load(path, 1, err);
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert_str_eq(c->smtp_password, DOC_PW_USE1);
+	cur_login = aws_creds_smtp_login_for(c, err, sizeof(err));
+	ck_assert_msg(cur_login != NULL, "%s", err);
+	ck_assert_str_eq(cur_login->password, DOC_PW_USE1);
+	ses_smtp_login_unref(cur_login);
+	cur_login = NULL;
 	config_unref(c);
 	free(path);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aws_creds.h"
 #include "config.h"
 #include "fuzz.h"
 
@@ -114,9 +115,20 @@ load(int need_credentials)
 		return;
 	}
 	check_config(cfg);
-	if (need_credentials)
-		FUZZ_CHECK(cfg->access_key_id != NULL &&
-		    cfg->smtp_password != NULL);
+	if (need_credentials) {
+		/* the credential chain of aws_creds.c over the same file */
+		char cerr[AWS_CREDS_ERR_MAX];
+		struct ses_smtp_login *l;
+
+		memset(cerr, 'x', sizeof(cerr));
+		l = aws_creds_smtp_login_for(cfg, cerr, sizeof(cerr));
+		FUZZ_CHECK(l != NULL || (cerr[0] != '\0' &&
+		    memchr(cerr, '\0', sizeof(cerr)) != NULL &&
+		    strchr(cerr, '\n') == NULL));
+		FUZZ_CHECK(l == NULL || (l->user != NULL &&
+		    l->password != NULL));
+		ses_smtp_login_unref(l);
+	}
 	config_ref(cfg);
 	config_unref(cfg);
 	config_unref(cfg);
