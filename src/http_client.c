@@ -479,6 +479,12 @@ http_request_start(struct http_client *c,
 			    spec->sigv4_scope : "");
 			goto fail;
 		}
+		if (cr->access_key_id == NULL ||
+		    cr->secret_access_key == NULL) {
+			snprintf(err, errlen, "the credentials from %s hold no "
+			    "secret access key to sign with", cr->source);
+			goto fail;
+		}
 		memset(&sr, 0, sizeof(sr));
 		sr.method = spec->method;
 		sr.host = u.authority;

@@ -302,6 +302,13 @@ cmd_check(int argc, char *argv[])
 	/* the account, through the SES API v2 */
 	struct aws_credentials *creds = aws_creds_resolve_static(cfg, err,
 	    sizeof(err));
+	if (creds != NULL && creds->secret_access_key == NULL) {
+		snprintf(err, sizeof(err), "%s holds an SMTP password only, "
+		    "which cannot sign SES API requests (give access_key_id and "
+		    "secret_access_key_file)", creds->source);
+		aws_credentials_unref(creds);
+		creds = NULL;
+	}
 	char herr[256];
 	struct http_client *http = http_client_new(st.base, cfg->ca_file,
 	    herr, sizeof(herr));

@@ -518,6 +518,15 @@ start_account(struct daemon_state *d)
 		log_warnx("account: not watched: %s", err);
 		return;
 	}
+	if (d->static_creds != NULL &&
+	    d->static_creds->secret_access_key == NULL) {
+		log_warnx("account: not watched: %s holds an SMTP password "
+		    "only, which cannot sign SES API requests",
+		    d->static_creds->source);
+		aws_credentials_unref(d->static_creds);
+		d->static_creds = NULL;
+		return;
+	}
 	if (d->http == NULL && (d->http = http_client_new(d->base,
 	    d->cfg->ca_file, err, sizeof(err))) == NULL) {
 		log_warnx("account: not watched: %s", err);
