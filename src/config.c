@@ -1245,8 +1245,6 @@ static const struct key keys[] = {
 	  .off = CF(spool_dir), .def = "/var/spool/sesrelay" },
 	{ .sect = S_RELAY, .name = "hostname", .parse = p_dnsname,
 	  .off = CF(hostname), .flags = K_OPT },
-	{ .sect = S_RELAY, .name = "sendmail_domain", .parse = p_dnsname,
-	  .off = CF(sendmail_domain), .flags = K_OPT },
 	{ .sect = S_RELAY, .name = "allow", .parse = p_allow,
 	  .def = "127.0.0.0/8 ::1/128" },
 	{ .sect = S_RELAY, .name = "max_clients", .parse = p_uint,
@@ -2162,7 +2160,6 @@ config_free(struct config *cfg)
 	free_listen(cfg->listen, cfg->nlisten);
 	free(cfg->spool_dir);
 	free(cfg->hostname);
-	free(cfg->sendmail_domain);
 	free(cfg->allow);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);

@@ -74,9 +74,6 @@ struct config {
 	enum relay_mode mode;		/* default spool */
 	char *spool_dir;		/* default /var/spool/sesrelay */
 	char *hostname;			/* default: gethostname() */
-	char *sendmail_domain;		/* sendmail.sesrelay's domain for the
-					 * invoking user and unqualified
-					 * names; NULL: hostname */
 	struct cidr *allow;		/* default 127.0.0.0/8 ::1/128 */
 	size_t nallow;
 	unsigned max_clients;		/* default 500 */
