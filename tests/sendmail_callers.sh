@@ -9,7 +9,7 @@ SM=$SENDMAIL_SESRELAY
 [ -x "$SM" ] || t_fail "no $SM"
 
 t_start_fake --quiet
-t_config
+t_config "" "[sender restricted.example]" "networks = 10.0.0.0/8"
 # the daemon also listens on a unix socket, which sendmail prefers
 sed -i "s|^listen = .*|& unix:$T_DIR/relay.sock|" "$CONF"
 t_start_relay
@@ -163,6 +163,22 @@ rc=0; echo x | "$SM" -C "$T_DIR/missing.conf" a@example.net 2>"$T_DIR/err" || rc
 rc=0; printf 'Subject: x\n\nhi\n' | "$SEND" 'bad address@@x' 2>"$T_DIR/err" || rc=$?
 [ $rc = 67 ] && grep -q 'recipient <bad address@@x> refused' "$T_DIR/err" || t_fail "bad recipient: rc=$rc $(cat "$T_DIR/err")"
 [ "$(count)" -eq "$n" ] || t_fail "a failed submission reached SES"
-t_ok "exit codes: 64 usage, 64 no recipients, 75 daemon down, 78 config, 67 refused recipient"
+rc=0; printf 'Subject: x\n\nhi\n' | "$SEND" -f app@restricted.example a@example.net 2>"$T_DIR/err" || rc=$?
+[ $rc = 77 ] && grep -q 'sender <app@restricted.example> refused: 550 5.7.1' "$T_DIR/err" ||
+	t_fail "refused sender: rc=$rc $(cat "$T_DIR/err")"
+# a second daemon with a 1 MB limit: a 2 MB message is refused, exit 65
+port2=$(t_free_port)
+SESRELAY_RELAY_LISTEN=127.0.0.1:$port2 SESRELAY_RELAY_MAX_MESSAGE_SIZE=1M \
+	SESRELAY_RELAY_SPOOL_DIR=$T_DIR/spool2 "$SESRELAYD" -f -c "$CONF" 2>>"$T_DIR/relay2.log" &
+pid2=$!
+T_PIDS+=("$pid2")
+t_wait_port "$port2" || t_fail "second sesrelayd: $(cat "$T_DIR/relay2.log")"
+sed "s|^listen = .*|listen = 127.0.0.1:$port2|" "$CONF" >"$T_DIR/small.conf"
+rc=0; { printf 'Subject: big\n\n'; head -c 1500000 /dev/zero | base64; } |
+	"$SM" -C "$T_DIR/small.conf" a@example.net 2>"$T_DIR/err" || rc=$?
+[ $rc = 65 ] && grep -q 'message refused: 552' "$T_DIR/err" || t_fail "too large: rc=$rc $(cat "$T_DIR/err")"
+[ "$(count)" -eq "$n" ] || t_fail "a failed submission reached SES"
+stop_relay "$pid2" "$T_DIR/relay2.log"
+t_ok "exit codes: 64 usage, 64 no recipients, 75 daemon down, 78 config, 67 recipient, 77 sender, 65 too large"
 
 stop_relay "$RELAY_PID" "$T_DIR/relay.log"
