@@ -299,6 +299,26 @@ unbracket(const char *s)
 	return r;
 }
 
+/* An address we can put in MAIL FROM/RCPT TO: no control characters or
+ * angle brackets, at most 900 bytes. */
+static int
+address_ok(const char *a, const char *what)
+{
+	size_t n = strlen(a);
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p < 32 || *p == 127 || *p == '<' || *p == '>') {
+			warnx_("%s address contains '%s': refused", what,
+			    *p == '<' || *p == '>' ? (*p == '<' ? "<" : ">") :
+			    "a control character");
+			return 0;
+		}
+	if (n > 900) {
+		warnx_("%s address longer than 900 bytes: refused", what);
+		return 0;
+	}
+	return 1;
+}
+
 static int
 deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
     unsigned timeout)
@@ -342,10 +362,11 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 		eof = r == 0;
 		sm_headers_parse(&h, buf, len, eof || len == SM_HEADER_MAX,
 		    &consumed);
-		if (eof || len == SM_HEADER_MAX || consumed < len ||
+		/* a complete line that is no header field ends the block;
+		 * a partial one may still become a field: read on */
+		if (eof || len == SM_HEADER_MAX ||
 		    memchr(buf + consumed, '\n', len - consumed) != NULL)
 			break;
-		/* all complete lines so far are header fields: read on */
 		sm_headers_free(&h);
 	}
 	if (len == SM_HEADER_MAX && consumed == len && !eof) {
@@ -371,6 +392,19 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 	int ex = SM_EX_OK;
 	struct conn c = { .fd = -1, .timeout_ms = (int)timeout * 1000 };
 	char text[1100], ehlo[2048];
+	if (!address_ok(sender, "sender")) {
+		ex = SM_EX_USAGE;
+		goto out;
+	}
+	for (size_t i = 0; i < nrcpts; i++) {
+		char *r = unbracket(rcpts[i]);
+		int ok = address_ok(r, "recipient");
+		free(r);
+		if (!ok) {
+			ex = SM_EX_USAGE;
+			goto out;
+		}
+	}
 	if (nrcpts == 0) {
 		warnx_(o->extract ? "no recipient addresses found in the "
 		    "message header (To, Cc, Bcc)" : "no recipients given "
