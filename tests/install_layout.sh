@@ -26,7 +26,7 @@ conf=$sysconfdir/sesrelay/sesrelay.conf
 [ "$(stat -c %a "$D$conf")" = 640 ] || fail "$conf is mode $(stat -c %a "$D$conf"), not 640"
 "$D$prefix/sbin/sesrelayd" -V | grep -q '^sesrelayd ' || fail "the installed sesrelayd does not run"
 # sendmail, mailq, newaliases only with --enable-sendmail-link
-if grep -q '^install-exec-hook:' "$B/Makefile"; then
+if grep -q $'^\t *ln -sf .*sendmail.sesrelay' "$B/Makefile"; then
 	for f in sbin/sendmail bin/mailq bin/newaliases; do
 		[ "$(readlink "$D$prefix/$f")" = "$prefix/sbin/sendmail.sesrelay" ] ||
 			fail "--enable-sendmail-link: $prefix/$f is not a link to sendmail.sesrelay"

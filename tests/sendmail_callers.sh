@@ -194,4 +194,22 @@ rc=0; { printf 'Subject: big\n\n'; head -c 1500000 /dev/zero | base64; } |
 stop_relay "$pid2" "$T_DIR/relay2.log"
 t_ok "exit codes: 64 usage, 64 no recipients, 75 daemon down, 78 config, 67 recipient, 77 sender, 65 too large"
 
+# --- -v shows the dialogue; a user who may not read the config still runs it
+n=$(count)
+printf 'Subject: v\n\nx\n' | "$SEND" -v -f app@example.com v@example.net 2>"$T_DIR/err" || t_fail "-v: $(cat "$T_DIR/err")"
+grep -q '^>>> MAIL FROM:<app@example.com> BODY=8BITMIME$' "$T_DIR/err" && grep -q '^<<< 250' "$T_DIR/err" ||
+	t_fail "-v printed no dialogue: $(cat "$T_DIR/err")"
+expect_new "$n" "-v"
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null; then
+	rc=0; echo x | setpriv --reuid=nobody --regid=nogroup --clear-groups "$SM" -v -C "$CONF" a@example.net \
+		2>"$T_DIR/err" || rc=$?
+	# the config is in a mode-700 directory: the defaults, 127.0.0.1:25
+	[ $rc = 75 ] && grep -q 'is not readable: using 127.0.0.1:25' "$T_DIR/err" &&
+		grep -q 'cannot reach sesrelayd at 127.0.0.1:25' "$T_DIR/err" ||
+		t_fail "unreadable config as nobody: rc=$rc $(cat "$T_DIR/err")"
+	t_ok "-v dialogue; as nobody with an unreadable config: the defaults"
+else
+	t_ok "-v dialogue"
+fi
+
 stop_relay "$RELAY_PID" "$T_DIR/relay.log"
