@@ -7,7 +7,7 @@ set -euo pipefail
 command -v mandoc >/dev/null || { echo "SKIP: mandoc not installed"; exit 77; }
 MAN=$TESTS_DIR/../man
 
-pages=("$MAN/sesrelayd.8" "$MAN/sesrelay.8" "$MAN/sesrelay.conf.5")
+pages=("$MAN/sesrelayd.8" "$MAN/sesrelay.8" "$MAN/sesrelay.conf.5" "$MAN/sendmail.sesrelay.8")
 for p in "${pages[@]}"; do
 	[ -f "$p" ] || t_fail "missing $p"
 	out=$(mandoc -T lint -W warning "$p" 2>&1) || t_fail "mandoc -T lint: $out"

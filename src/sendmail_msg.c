@@ -1,0 +1,555 @@
+/*
+ * sendmail_msg.c — options, header block and body filter of
+ * sendmail.sesrelay(8); see sendmail_msg.h.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sendmail_msg.h"
+#include "xmalloc.h"
+
+/* ---- options ---- */
+
+/* Postfix's sendmail options that take an argument ("-X arg" or "-Xarg"). */
+static const char opts_with_arg[] = "ABCFLNORVXbefhoprq";
+
+int
+sm_opts_parse(struct sm_opts *o, int argc, char *argv[], const char *progname,
+    char *why, size_t whylen)
+{
+	memset(o, 0, sizeof(*o));
+	o->mode = SM_MODE_DELIVER;
+	if (progname != NULL && strcmp(progname, "mailq") == 0)
+		o->mode = SM_MODE_MAILQ;
+	else if (progname != NULL && strcmp(progname, "newaliases") == 0)
+		o->mode = SM_MODE_NEWALIASES;
+	int i;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		for (const char *p = a + 1; *p != '\0'; p++) {
+			char c = *p;
+			const char *arg = NULL;
+			/* -q alone (flush) and -q<interval>: no separate
+			 * argument, like Postfix */
+			if (c == 'q') {
+				o->mode = SM_MODE_FLUSH;
+				break;
+			}
+			if (strchr(opts_with_arg, c) != NULL) {
+				if (p[1] != '\0')
+					arg = p + 1;
+				else if (i + 1 < argc)
+					arg = argv[++i];
+				else {
+					snprintf(why, whylen, "option -%c "
+					    "needs an argument", c);
+					return SM_EX_USAGE;
+				}
+			}
+			switch (c) {
+			case 'b':
+				if (strcmp(arg, "m") == 0)
+					o->mode = SM_MODE_DELIVER;
+				else if (strcmp(arg, "p") == 0)
+					o->mode = SM_MODE_MAILQ;
+				else if (strcmp(arg, "s") == 0)
+					o->mode = SM_MODE_SMTP;
+				else if (strcmp(arg, "i") == 0)
+					o->mode = SM_MODE_NEWALIASES;
+				else if (strcmp(arg, "V") == 0)
+					o->mode = SM_MODE_VERSION;
+				else if (strcmp(arg, "d") == 0 ||
+				    strcmp(arg, "D") == 0) {
+					snprintf(why, whylen, "-b%s: run "
+					    "sesrelayd(8) to start the "
+					    "daemon", arg);
+					return SM_EX_USAGE;
+				} else {
+					snprintf(why, whylen, "-b%s: mode "
+					    "not supported (-bm -bp -bs -bi "
+					    "are)", arg);
+					return SM_EX_USAGE;
+				}
+				break;
+			case 'C':
+				o->config = arg;
+				break;
+			case 'f':
+			case 'r':
+				o->sender = arg;
+				break;
+			case 'F':
+				o->fullname = arg;
+				break;
+			case 'o':
+				/* -oi: dots; -oem -oee -odb -odi -oQ...:
+				 * accepted, no effect */
+				if (strcmp(arg, "i") == 0)
+					o->ignore_dots = 1;
+				break;
+			case 'i':
+				o->ignore_dots = 1;
+				break;
+			case 't':
+				o->extract = 1;
+				break;
+			case 'v':
+				o->verbose++;
+				break;
+			/* accepted and ignored, as Postfix does */
+			case '4': case '6': case 'G': case 'I': case 'U':
+			case 'c': case 'm': case 'n': case 'x':
+			case 'A': case 'B': case 'L': case 'N': case 'O':
+			case 'R': case 'V': case 'X': case 'e': case 'h':
+			case 'p':
+				break;
+			default:
+				snprintf(why, whylen, "-%c: unknown option",
+				    c);
+				return SM_EX_USAGE;
+			}
+			if (arg != NULL)
+				break;	/* the rest of this word was arg */
+		}
+	}
+	for (; i < argc; i++) {
+		o->rcpts = xreallocarray(o->rcpts, o->nrcpts + 1,
+		    sizeof(*o->rcpts));
+		o->rcpts[o->nrcpts++] = argv[i];
+	}
+	return SM_EX_OK;
+}
+
+void
+sm_opts_free(struct sm_opts *o)
+{
+	free(o->rcpts);
+	o->rcpts = NULL;
+	o->nrcpts = 0;
+}
+
+/* ---- address lists ---- */
+
+static void
+add_addr(const char *s, size_t len, char ***list, size_t *n, size_t *added)
+{
+	while (len > 0 && isspace((unsigned char)*s)) {
+		s++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)s[len - 1]))
+		len--;
+	if (len == 0)
+		return;
+	char *a = xmalloc(len + 1);
+	memcpy(a, s, len);
+	a[len] = '\0';
+	*list = xreallocarray(*list, *n + 1, sizeof(**list));
+	(*list)[(*n)++] = a;
+	(*added)++;
+}
+
+size_t
+sm_addr_list(const char *v, char ***list, size_t *n)
+{
+	size_t added = 0;
+	/* one mailbox at a time: text outside comments and quotes, or what
+	 * is inside <>, which wins */
+	char *plain = xmalloc(strlen(v) + 1);
+	size_t pl = 0;
+	const char *angle = NULL;
+	size_t anglelen = 0;
+	int depth = 0, quoted = 0, inangle = 0;
+	for (const char *p = v;; p++) {
+		char c = *p;
+		if (c == '\0' || (!quoted && depth == 0 && !inangle &&
+		    (c == ',' || c == ';'))) {
+			if (angle != NULL)
+				add_addr(angle, anglelen, list, n, &added);
+			else
+				add_addr(plain, pl, list, n, &added);
+			pl = 0;
+			angle = NULL;
+			if (c == '\0')
+				break;
+			continue;
+		}
+		if (quoted) {
+			if (c == '\\' && p[1] != '\0')
+				p++;
+			else if (c == '"')
+				quoted = 0;
+			continue;
+		}
+		if (depth > 0) {
+			if (c == '\\' && p[1] != '\0')
+				p++;
+			else if (c == '(')
+				depth++;
+			else if (c == ')')
+				depth--;
+			continue;
+		}
+		if (inangle) {
+			if (c == '>')
+				inangle = 0;
+			else
+				anglelen++;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			quoted = 1;
+			break;
+		case '(':
+			depth = 1;
+			break;
+		case '<':
+			inangle = 1;
+			angle = p + 1;
+			anglelen = 0;
+			break;
+		case ':':
+			pl = 0;		/* "group:" starts the list */
+			break;
+		default:
+			plain[pl++] = c;
+		}
+	}
+	free(plain);
+	return added;
+}
+
+/* ---- headers ---- */
+
+int
+sm_header_is(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncasecmp(line, name, n) != 0)
+		return 0;
+	const char *p = line + n;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return *p == ':';
+}
+
+/* length of a field name at s (0 if s does not start a header field) */
+static size_t
+field_name(const char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len && s[i] > 32 && s[i] < 127 && s[i] != ':')
+		i++;
+	if (i == 0)
+		return 0;
+	size_t j = i;
+	while (j < len && (s[j] == ' ' || s[j] == '\t'))
+		j++;		/* obsolete "Name :" */
+	return j < len && s[j] == ':' ? i : 0;
+}
+
+static void
+header_value_rcpts(struct sm_headers *h, const char *line)
+{
+	static const char *const names[] = { "To", "Cc", "Bcc" };
+	for (size_t k = 0; k < 3; k++) {
+		if (!sm_header_is(line, names[k]))
+			continue;
+		const char *v = strchr(line, ':') + 1;
+		/* unfold: CRLF inside the joined field is white space */
+		char *u = xstrdup(v);
+		for (char *q = u; *q != '\0'; q++)
+			if (*q == '\r' || *q == '\n')
+				*q = ' ';
+		sm_addr_list(u, &h->rcpts, &h->nrcpts);
+		free(u);
+	}
+}
+
+void
+sm_headers_parse(struct sm_headers *h, const char *buf, size_t len, int eof,
+    size_t *consumed)
+{
+	memset(h, 0, sizeof(*h));
+	size_t off = 0;
+	int first = 1;
+	while (off < len) {
+		const char *s = buf + off;
+		const char *nl = memchr(s, '\n', len - off);
+		size_t ll, next;
+		if (nl != NULL) {
+			ll = (size_t)(nl - s);
+			next = off + ll + 1;
+		} else if (eof) {
+			ll = len - off;
+			next = len;
+		} else
+			break;	/* a partial line: the body's */
+		size_t content = ll;
+		if (content > 0 && s[content - 1] == '\r')
+			content--;
+		if (first && content >= 5 && memcmp(s, "From ", 5) == 0) {
+			first = 0;	/* mbox separator: dropped */
+			off = next;
+			continue;
+		}
+		first = 0;
+		if (content > 0 && (s[0] == ' ' || s[0] == '\t') &&
+		    h->nlines > 0) {
+			char *prev = h->lines[h->nlines - 1];
+			size_t pl = strlen(prev);
+			prev = xreallocarray(prev, pl + 2 + content + 1, 1);
+			memcpy(prev + pl, "\r\n", 2);
+			memcpy(prev + pl + 2, s, content);
+			prev[pl + 2 + content] = '\0';
+			h->lines[h->nlines - 1] = prev;
+		} else if (field_name(s, content) > 0 &&
+		    memchr(s, '\0', content) == NULL) {
+			char *l = xmalloc(content + 1);
+			memcpy(l, s, content);
+			l[content] = '\0';
+			h->lines = xreallocarray(h->lines, h->nlines + 1,
+			    sizeof(*h->lines));
+			h->lines[h->nlines++] = l;
+		} else
+			break;
+		off = next;
+	}
+	*consumed = off;
+	for (size_t i = 0; i < h->nlines; i++) {
+		const char *l = h->lines[i];
+		if (sm_header_is(l, "From"))
+			h->has_from = 1;
+		else if (sm_header_is(l, "Date"))
+			h->has_date = 1;
+		else if (sm_header_is(l, "Message-ID"))
+			h->has_msgid = 1;
+		else if (sm_header_is(l, "To"))
+			h->has_to = 1;
+		header_value_rcpts(h, l);
+	}
+}
+
+void
+sm_headers_free(struct sm_headers *h)
+{
+	for (size_t i = 0; i < h->nlines; i++)
+		free(h->lines[i]);
+	free(h->lines);
+	for (size_t i = 0; i < h->nrcpts; i++)
+		free(h->rcpts[i]);
+	free(h->rcpts);
+	memset(h, 0, sizeof(*h));
+}
+
+struct out {
+	char *p;
+	size_t len, cap;
+};
+
+static void
+out_add(struct out *o, const char *s, size_t n)
+{
+	if (o->len + n + 1 > o->cap) {
+		o->cap = (o->len + n + 1) * 2;
+		o->p = xreallocarray(o->p, o->cap, 1);
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+	o->p[o->len] = '\0';
+}
+
+static void
+out_str(struct out *o, const char *s)
+{
+	out_add(o, s, strlen(s));
+}
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* The display name of From:, as a quoted string, or RFC 2047 encoded
+ * when it is not plain ASCII. */
+static void
+out_display_name(struct out *o, const char *name)
+{
+	int ascii = 1;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p >= 127 || *p < 32)
+			ascii = 0;
+	if (ascii) {
+		out_str(o, "\"");
+		for (const char *p = name; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				out_str(o, "\\");
+			out_add(o, p, 1);
+		}
+		out_str(o, "\"");
+		return;
+	}
+	out_str(o, "=?UTF-8?B?");
+	const unsigned char *s = (const unsigned char *)name;
+	size_t n = strlen(name);
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)s[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= s[i + 2];
+		char q[4] = { b64[(v >> 18) & 63], b64[(v >> 12) & 63],
+		    i + 1 < n ? b64[(v >> 6) & 63] : '=',
+		    i + 2 < n ? b64[v & 63] : '=' };
+		out_add(o, q, 4);
+	}
+	out_str(o, "?=");
+}
+
+char *
+sm_headers_render(const struct sm_headers *h, int drop_bcc, const char *from,
+    const char *fullname, const char *domain, time_t now,
+    unsigned long long rand, size_t *lenp)
+{
+	struct out o = { 0 };
+	out_add(&o, "", 0);
+	for (size_t i = 0; i < h->nlines; i++) {
+		const char *l = h->lines[i];
+		if (drop_bcc && sm_header_is(l, "Bcc"))
+			continue;
+		if (l[0] == '.')
+			out_str(&o, ".");
+		out_str(&o, l);
+		out_str(&o, "\r\n");
+	}
+	struct tm tm;
+	localtime_r(&now, &tm);
+	if (!h->has_date) {
+		static const char *const day[] = { "Sun", "Mon", "Tue", "Wed",
+		    "Thu", "Fri", "Sat" };
+		static const char *const mon[] = { "Jan", "Feb", "Mar",
+		    "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+		    "Dec" };
+		long off = tm.tm_gmtoff / 60;
+		char d[96];
+		snprintf(d, sizeof(d), "Date: %s, %d %s %d %02d:%02d:%02d "
+		    "%c%02ld%02ld\r\n", day[tm.tm_wday % 7], tm.tm_mday,
+		    mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+		    labs(off) / 60, labs(off) % 60);
+		out_str(&o, d);
+	}
+	if (!h->has_msgid) {
+		char m[64];
+		snprintf(m, sizeof(m), "Message-ID: <%04d%02d%02d%02d%02d%02d."
+		    "%016llX@", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		    tm.tm_hour, tm.tm_min, tm.tm_sec, rand);
+		out_str(&o, m);
+		out_str(&o, domain);
+		out_str(&o, ">\r\n");
+	}
+	if (!h->has_from) {
+		out_str(&o, "From: ");
+		if (fullname != NULL && fullname[0] != '\0') {
+			out_display_name(&o, fullname);
+			out_str(&o, " <");
+			out_str(&o, from);
+			out_str(&o, ">\r\n");
+		} else {
+			out_str(&o, from[0] != '\0' ? from :
+			    "MAILER-DAEMON");
+			out_str(&o, "\r\n");
+		}
+	}
+	*lenp = o.len;
+	return o.p;
+}
+
+/* ---- body filter ---- */
+
+void
+sm_filter_init(struct sm_filter *f, int ignore_dots)
+{
+	memset(f, 0, sizeof(*f));
+	f->ignore_dots = ignore_dots;
+	f->bol = 1;
+}
+
+size_t
+sm_filter_run(struct sm_filter *f, const char *in, size_t len, char *out)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < len && !f->done; i++) {
+		char c = in[i];
+		if (c == '\n') {
+			if (f->dot) {
+				f->done = 1;	/* "." alone: the end */
+				break;
+			}
+			out[w++] = '\r';
+			out[w++] = '\n';
+			f->cr = 0;
+			f->bol = 1;
+			continue;
+		}
+		if (f->cr) {			/* a bare CR: kept as is */
+			if (f->dot) {
+				out[w++] = '.';
+				out[w++] = '.';
+				f->dot = 0;
+			}
+			out[w++] = '\r';
+			f->cr = 0;
+			f->bol = 0;
+		}
+		if (c == '\r') {
+			f->cr = 1;
+			continue;
+		}
+		if (f->dot) {			/* ".x": stuffed */
+			out[w++] = '.';
+			out[w++] = '.';
+			f->dot = 0;
+			f->bol = 0;
+		}
+		if (f->bol && c == '.') {
+			if (f->ignore_dots) {
+				out[w++] = '.';
+				out[w++] = '.';
+			} else
+				f->dot = 1;
+			f->bol = 0;
+			continue;
+		}
+		out[w++] = c;
+		f->bol = 0;
+	}
+	return w;
+}
+
+size_t
+sm_filter_end(struct sm_filter *f, char *out)
+{
+	size_t w = 0;
+	if (f->done)
+		return 0;
+	if (f->dot) {			/* "." at the end without a line end */
+		f->done = 1;
+		return 0;
+	}
+	if (f->cr || !f->bol) {		/* no line end on the last line */
+		out[w++] = '\r';
+		out[w++] = '\n';
+	}
+	f->cr = 0;
+	f->bol = 1;
+	return w;
+}
