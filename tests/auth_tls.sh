@@ -108,7 +108,7 @@ code, msg = s.docmd(b64((without_proof + ",p=" + b64(proof)).encode()))
 if code == 334:        # server-final (v=...), then an empty response
     code, msg = s.docmd("")
 assert code == 235, (code, msg)
-s.sendmail("billing@example.com", ["scram@example.net"], b"Subject: scram\r\n\r\nhi\r\n")
+s.sendmail("billing@example.com", ["scram@example.net"], b"From: billing@example.com\r\nSubject: scram\r\n\r\nhi\r\n")
 s.quit()
 PY
 grep -q 'auth user=alice mech=SCRAM-SHA-256 result=ok' "$T_DIR/relay.log" || t_fail "SCRAM AUTH not logged"

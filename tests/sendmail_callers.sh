@@ -139,7 +139,7 @@ t_ok "git send-email --smtp-server=sendmail.sesrelay"
 
 # --- -bs: SMTP on stdin/stdout
 n=$(count)
-out=$(printf 'EHLO me\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<bs@example.net>\r\nDATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n' | "$SEND" -bs)
+out=$(printf 'EHLO me\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<bs@example.net>\r\nDATA\r\nFrom: app@example.com\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n' | "$SEND" -bs)
 grep -q '^250 .*' <<<"$out" && grep -q '^221' <<<"$out" || t_fail "-bs: $out"
 expect_new "$n" "-bs"
 t_ok "-bs speaks SMTP with the daemon"
