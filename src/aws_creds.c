@@ -90,9 +90,12 @@ cat(char *buf, size_t len, const char *fmt, ...)
 static void
 cat(char *buf, size_t len, const char *fmt, ...)
 {
-	size_t o = strnlen(buf, len);
+	size_t o;
 	va_list ap;
 
+	if (buf == NULL || len == 0)
+		return;
+	o = strnlen(buf, len);
 	if (o + 1 >= len)
 		return;
 	va_start(ap, fmt);

@@ -165,6 +165,7 @@ xml_text(const char *s, const char *e, const char *tag)
 		size_t i;
 
 		if (*a == '<') {		/* nested markup: not ours */
+			*o = '\0';
 			wipe_free(out);
 			return NULL;
 		}
@@ -177,6 +178,7 @@ xml_text(const char *s, const char *e, const char *tag)
 			    memcmp(a, ents[i].ent, strlen(ents[i].ent)) == 0)
 				break;
 		if (i == sizeof(ents) / sizeof(ents[0])) {
+			*o = '\0';	/* wipe_free() wipes strlen() octets */
 			wipe_free(out);
 			return NULL;
 		}
