@@ -85,6 +85,9 @@ main(int argc, char *argv[])
 	if ((prov = aws_creds_provider_new(base, http, cfg, err,
 	    sizeof(err))) == NULL) {
 		printf("error %s\n", err);
+		http_client_free(http);
+		event_base_free(base);
+		config_unref(cfg);
 		return 3;
 	}
 	printf("source %s\n", aws_creds_provider_source(prov));
