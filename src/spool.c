@@ -538,6 +538,8 @@ stream_finish(struct spool *sp, struct spool_commit *c)
 		st->fd = -1;
 		return;
 	}
+	if (evbuffer_get_length(st->wbuf) > 0)
+		stream_write(sp, st);	/* cannot happen: written first */
 	c->error = st->error;
 	snprintf(digits, sizeof(digits), "%0*" PRIu64, SIZE_DIGITS, c->size);
 	if (c->error == 0 && st->fd < 0)
@@ -584,20 +586,32 @@ worker_main(void *arg)
 		TAILQ_CONCAT(&batch, &sp->todo, entry);
 		TAILQ_INIT(&streams);
 		TAILQ_CONCAT(&streams, &sp->streams, entry);
+		/* An array, not the list: once ->queued is 0 the event loop
+		 * may put a stream on sp->streams again (its ->entry) while
+		 * we write it. */
 		struct spool_stream *st;
-		TAILQ_FOREACH(st, &streams, entry) {
+		size_t nst = 0;
+		TAILQ_FOREACH(st, &streams, entry)
+			nst++;
+		struct spool_stream **sv = nst > 0 ?
+		    xcalloc(nst, sizeof(*sv)) : NULL;
+		nst = 0;
+		while ((st = TAILQ_FIRST(&streams)) != NULL) {
+			TAILQ_REMOVE(&streams, st, entry);
+			sv[nst++] = st;
 			st->queued = 0;
 			evbuffer_add_buffer(st->wbuf, st->pending);
 			st->inflight = evbuffer_get_length(st->wbuf);
 		}
 		pthread_mutex_unlock(&sp->lock);
 
-		TAILQ_FOREACH(st, &streams, entry)
-			stream_write(sp, st);
-		if (!TAILQ_EMPTY(&streams)) {
+		for (size_t i = 0; i < nst; i++)
+			stream_write(sp, sv[i]);
+		if (nst > 0) {
 			int wake = 0;
 			pthread_mutex_lock(&sp->lock);
-			TAILQ_FOREACH(st, &streams, entry) {
+			for (size_t i = 0; i < nst; i++) {
+				st = sv[i];
 				st->inflight = 0;
 				if (st->want_drain && !st->on_drained &&
 				    evbuffer_get_length(st->pending) <
@@ -609,6 +623,7 @@ worker_main(void *arg)
 					wake = 1;
 				}
 			}
+			free(sv);
 			if (wake) {
 				char one = 1;
 				ssize_t n = write(sp->notify[1], &one, 1);
