@@ -343,6 +343,12 @@ api_pool_set_config(struct api_pool *p, struct config *cfg)
 	pump(p);
 }
 
+void
+api_pool_set_creds(struct api_pool *p, struct aws_creds_provider *creds)
+{
+	p->creds = creds;
+}
+
 static struct api_job *
 submit(struct api_pool *p, struct relay_msg *msg, relay_done_fn *done,
     void *arg)

@@ -29,6 +29,10 @@ struct api_pool *api_pool_new(struct event_base *base,
     struct http_client *http, struct aws_creds_provider *creds,
     struct config *cfg, char *err, size_t errlen);
 void api_pool_set_config(struct api_pool *pool, struct config *cfg);
+/* Sign requests started from now on with creds' credentials (reload);
+ * requests in flight keep theirs. */
+void api_pool_set_creds(struct api_pool *pool,
+    struct aws_creds_provider *creds);
 struct api_job *api_submit(struct api_pool *pool, struct relay_msg *msg,
     relay_done_fn *done, void *arg);
 void api_cancel(struct api_job *job);

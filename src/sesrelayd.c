@@ -55,6 +55,8 @@ struct daemon_state {
 	struct http_client *http;	/* SES API v2: the api transport and
 					 * the account watcher */
 	struct aws_creds_provider *creds;	/* transport = api */
+	struct aws_creds_provider *next_creds;	/* reload: until its first
+					 * fetch, d->creds stays in use */
 	struct smtp_server *server;
 	struct spool *spool;		/* spool mode */
 	struct queue *queue;
@@ -542,6 +544,26 @@ start_account(struct daemon_state *d)
 	account_start(d->account);
 }
 
+/* The reloaded credential provider has credentials: use it. */
+static void
+creds_switch(int ok, const char *err, void *arg)
+{
+	struct daemon_state *d = arg;
+
+	(void)err;
+	if (!ok || d->next_creds == NULL)
+		return;		/* it retries; the running one goes on */
+	aws_creds_provider_set_notify(d->next_creds, NULL, NULL);
+	upstream_set_creds(d->up, d->next_creds);
+	if (d->metrics != NULL)
+		metrics_set_creds(d->metrics, d->next_creds);
+	aws_creds_provider_free(d->creds);
+	d->creds = d->next_creds;
+	d->next_creds = NULL;
+	log_info("AWS credentials: the reloaded chain is in use (%s)",
+	    aws_creds_provider_source(d->creds));
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -554,12 +576,17 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	    "the configuration", service_monotonic_usec());
 	struct config *cfg = config_load(d->config_path, 1, err);
 	struct ses_smtp_login *login = NULL;
+	struct aws_creds_provider *creds = NULL;
 	if (cfg == NULL ||
 	    reload_compatible(d, d->cfg, cfg, err, sizeof(err)) != 0 ||
 	    (cfg->transport == TRANSPORT_SMTP &&
 	    (login = aws_creds_smtp_login_for(cfg, err, sizeof(err))) ==
 	    NULL) ||
+	    (cfg->transport == TRANSPORT_API &&
+	    (creds = aws_creds_provider_new(d->base, d->http, cfg, err,
+	    sizeof(err))) == NULL) ||
 	    upstream_set_config(d->up, cfg, err, sizeof(err)) != 0) {
+		aws_creds_provider_free(creds);
 		log_warnx("reload refused, keeping the running configuration: "
 		    "%s", err);
 		if (cfg != NULL)
@@ -573,6 +600,19 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	reload_user(d->cfg, cfg);
 	raise_fd_limit(cfg);
+	if (creds != NULL) {
+		/* the credential chain again, as for SMTP keys: a new key
+		 * file or role applies as soon as it gives credentials; until
+		 * then the running provider goes on */
+		aws_creds_provider_free(d->next_creds);
+		d->next_creds = creds;
+		struct aws_credentials *now = aws_creds_current(creds);
+		if (now != NULL) {
+			aws_credentials_unref(now);
+			creds_switch(1, NULL, d);
+		} else
+			aws_creds_provider_set_notify(creds, creds_switch, d);
+	}
 	if (login != NULL) {
 		relay_pool_set_login(d->pool, login);
 		ses_smtp_login_unref(d->login);
@@ -874,6 +914,7 @@ main(int argc, char *argv[])
 	upstream_free(d.up);
 	relay_pool_free(d.pool);
 	ses_smtp_login_unref(d.login);
+	aws_creds_provider_free(d.next_creds);
 	aws_creds_provider_free(d.creds);
 	http_client_free(d.http);
 	spool_close(d.spool);

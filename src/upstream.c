@@ -44,6 +44,13 @@ upstream_smtp(struct upstream *up)
 	return up->smtp;
 }
 
+void
+upstream_set_creds(struct upstream *up, struct aws_creds_provider *creds)
+{
+	if (up->api != NULL)
+		api_pool_set_creds(up->api, creds);
+}
+
 int
 upstream_set_config(struct upstream *up, struct config *cfg, char *err,
     size_t errlen)

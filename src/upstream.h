@@ -27,6 +27,9 @@ struct upstream *upstream_new_api(struct event_base *base,
     struct config *cfg, char *err, size_t errlen);
 /* The SMTP pool, or NULL with transport = api. */
 struct relay_pool *upstream_smtp(struct upstream *up);
+/* transport = api: the credential provider from now on (reload). */
+void upstream_set_creds(struct upstream *up,
+    struct aws_creds_provider *creds);
 int upstream_set_config(struct upstream *up, struct config *cfg, char *err,
     size_t errlen);
 
