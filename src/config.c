@@ -150,6 +150,7 @@ struct loadctx {
 
 _Static_assert(sizeof(enum relay_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sendmail_fallback) == sizeof(int), "enum size");
 
 /* --- small helpers --------------------------------------------------- */
 
@@ -1225,6 +1226,7 @@ static const char *const logfmt_names[] = { "text", "json", NULL };
 static const char *const bounce_names[] = { "dsn", "none", NULL };
 static const char *const transport_names[] = { "smtp", "api", NULL };
 static const char *const sandbox_names[] = { "allow", "refuse", NULL };
+static const char *const fallback_names[] = { "tempfail", "spool", NULL };
 
 #define CF(f)	offsetof(struct config, f)
 #define PF(f)	offsetof(struct pending, f)
@@ -1242,7 +1244,7 @@ static const struct key keys[] = {
 	{ .sect = S_RELAY, .name = "mode", .parse = p_enum, .off = CF(mode),
 	  .def = "spool", .names = mode_names },
 	{ .sect = S_RELAY, .name = "spool_dir", .parse = p_path,
-	  .off = CF(spool_dir), .def = "/var/spool/sesrelay" },
+	  .off = CF(spool_dir), .def = CONFIG_DEFAULT_SPOOL_DIR },
 	{ .sect = S_RELAY, .name = "hostname", .parse = p_dnsname,
 	  .off = CF(hostname), .flags = K_OPT },
 	{ .sect = S_RELAY, .name = "allow", .parse = p_allow,
@@ -1270,6 +1272,9 @@ static const struct key keys[] = {
 	  .off = CF(log_format), .def = "text", .names = logfmt_names },
 	{ .sect = S_RELAY, .name = "metrics_listen", .parse = p_hostport,
 	  .off = CF(metrics_listen), .flags = K_OPT },
+	{ .sect = S_RELAY, .name = "sendmail_fallback", .parse = p_enum,
+	  .off = CF(sendmail_fallback), .def = "tempfail",
+	  .names = fallback_names },
 
 	{ .sect = S_SES, .name = "transport", .parse = p_enum,
 	  .off = CF(transport), .def = "smtp", .names = transport_names },

@@ -31,6 +31,10 @@ enum relay_mode { RELAY_MODE_SPOOL, RELAY_MODE_PASSTHROUGH };
 enum upstream_tls { UPSTREAM_TLS_STARTTLS, UPSTREAM_TLS_IMPLICIT };
 enum auth_policy { AUTH_OFF, AUTH_OPTIONAL, AUTH_REQUIRED };
 enum bounce_policy { BOUNCE_DSN, BOUNCE_NONE };
+/* spool_dir's default, also where sendmail.sesrelay looks for the maildrop
+ * when it may not read the configuration */
+#define CONFIG_DEFAULT_SPOOL_DIR "/var/spool/sesrelay"
+enum sendmail_fallback { SENDMAIL_FALLBACK_TEMPFAIL, SENDMAIL_FALLBACK_SPOOL };
 enum ses_transport { TRANSPORT_SMTP, TRANSPORT_API };
 enum sandbox_policy { SANDBOX_ALLOW, SANDBOX_REFUSE };
 
@@ -87,6 +91,8 @@ struct config {
 	char *user;			/* NULL: do not drop privileges */
 	enum log_format log_format;	/* default text */
 	char *metrics_listen;		/* NULL: off; else "host:port" */
+	enum sendmail_fallback sendmail_fallback;	/* default tempfail;
+					 * spool: spool_dir/maildrop (maildrop.h) */
 
 	/* [ses] */
 	enum ses_transport transport;	/* default smtp: SES's SMTP interface

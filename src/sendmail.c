@@ -10,7 +10,9 @@
  * The pure parts (options, headers, the body filter) are in sendmail_msg.c;
  * this file is the I/O: stdin, the socket, timeouts, exit codes.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -21,11 +23,13 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "maildrop_file.h"
 #include "sendmail_msg.h"
 #include "xmalloc.h"
 
@@ -151,8 +155,7 @@ conn_open(struct conn *c, const struct config *cfg)
 		}
 		if (e != 0 && e != EINPROGRESS) {
 			warnx_("cannot reach sesrelayd at %s: %s (is it "
-			    "running?); message not sent", c->where,
-			    strerror(e));
+			    "running?)", c->where, strerror(e));
 			close(c->fd);
 			c->fd = -1;
 			return -1;
@@ -319,6 +322,218 @@ address_ok(const char *a, const char *what)
 	return 1;
 }
 
+/*
+ * The message after DATA: the header block completed, then the body from
+ * buf[consumed..len) and the rest of stdin, through the body filter, and
+ * the final ".\r\n".  SM_EX_OK, with *werr set if a write failed (the
+ * caller reads what the daemon said); SM_EX_IOERR if stdin failed (said;
+ * the final dot is not sent, so nothing half is accepted).
+ */
+static int
+stream_message(struct conn *c, const struct sm_opts *o,
+    const struct sm_headers *h, char *buf, size_t len, size_t consumed,
+    int eof, const char *sender, const char *fullname, const char *domain,
+    int *werr)
+{
+	unsigned long long rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		rnd = (unsigned long long)time(NULL) ^ (unsigned)getpid();
+	size_t hl;
+	char *hdr = sm_headers_render(h, o->extract, sender, fullname,
+	    domain, time(NULL), rnd, &hl);
+	*werr = conn_write(c, hdr, hl);
+	free(hdr);
+	const char *rest = buf + consumed;
+	size_t restlen = len - consumed;
+	if (*werr == 0 && restlen > 0 && rest[0] != '\n' &&
+	    !(restlen > 1 && rest[0] == '\r' && rest[1] == '\n'))
+		*werr = conn_write(c, "\r\n", 2);	/* body without the
+							 * empty line */
+	struct sm_filter f;
+	sm_filter_init(&f, o->ignore_dots);
+	char *fo = xmalloc(2 * CHUNK + 8);
+	int rerr = 0;
+	while (*werr == 0 && !f.done) {
+		if (restlen > 0) {
+			size_t n = restlen > CHUNK ? CHUNK : restlen;
+			size_t w = sm_filter_run(&f, rest, n, fo);
+			rest += n;
+			restlen -= n;
+			*werr = conn_write(c, fo, w);
+			continue;
+		}
+		if (eof)
+			break;
+		ssize_t r = read_in(0, buf, CHUNK);
+		if (r < 0) {
+			rerr = errno;
+			break;
+		}
+		if (r == 0) {
+			eof = 1;
+			break;
+		}
+		rest = buf;
+		restlen = (size_t)r;
+	}
+	if (rerr != 0) {
+		free(fo);
+		warnx_("reading the message: %s; message not sent",
+		    strerror(rerr));
+		return SM_EX_IOERR;
+	}
+	if (*werr == 0) {
+		size_t w = sm_filter_end(&f, fo);
+		memcpy(fo + w, ".\r\n", 3);
+		*werr = conn_write(c, fo, w + 3);
+	}
+	free(fo);
+	return SM_EX_OK;
+}
+
+/* ---- the maildrop: sendmail_fallback = spool (maildrop_file.h) ----
+ *
+ * Installed setgid sesrelay-drop, the program runs with that group only
+ * while it creates or removes its maildrop file: main() lowers it first
+ * thing, so the configuration, stdin and the socket are handled as the
+ * caller alone. */
+static gid_t drop_gid;		/* the setgid group */
+static int have_drop_gid;
+
+static void
+drop_group(int raise)
+{
+	if (have_drop_gid && setegid(raise ? drop_gid : getgid()) != 0) {
+		warnx_("cannot switch the group: %s", strerror(errno));
+		exit(SM_EX_OSERR);
+	}
+}
+
+struct drop {
+	int dirfd;
+	char dir[4096];
+	char name[MD_NAME_LEN + 1];
+};
+
+/* Whether to try the maildrop: the configuration says spool, or it could
+ * not be read (then the maildrop is tried where it lets us in: sesrelayd
+ * opens it only for spool, see sesrelay.conf(5)). */
+static int
+drop_wanted(const struct config *cfg)
+{
+	return cfg == NULL || cfg->sendmail_fallback == SENDMAIL_FALLBACK_SPOOL;
+}
+
+/* Create our file in the maildrop: its descriptor, or -1 (said why). */
+static int
+drop_create(struct drop *d, const struct config *cfg)
+{
+	snprintf(d->dir, sizeof(d->dir), "%s/maildrop", cfg != NULL ?
+	    cfg->spool_dir : CONFIG_DEFAULT_SPOOL_DIR);
+	drop_group(1);
+	int fd = -1;
+	d->dirfd = open(d->dir, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	struct stat st;
+	if (d->dirfd < 0) {
+		warnx_("no maildrop at %s: %s", d->dir, strerror(errno));
+		goto out;
+	}
+	if (fstat(d->dirfd, &st) != 0 || (st.st_mode & S_IWOTH) ||
+	    !(st.st_mode & S_ISVTX)) {
+		warnx_("maildrop %s is not safe to use (mode %04o: others "
+		    "may write, or it is not sticky); not used", d->dir,
+		    (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	unsigned char rnd[16];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		warnx_("getrandom: %s", strerror(errno));
+		goto out;
+	}
+	int n = snprintf(d->name, sizeof(d->name), "%010llx",
+	    (unsigned long long)time(NULL) & 0xffffffffffULL);
+	for (size_t i = 0; i < sizeof(rnd); i++, n += 2)
+		snprintf(d->name + n, sizeof(d->name) - (size_t)n, "%02x",
+		    rnd[i]);
+	/* 0600 until complete: the reader takes only 0644 files */
+	fd = openat(d->dirfd, d->name, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		warnx_("cannot write to the maildrop %s: %s", d->dir,
+		    strerror(errno));
+out:
+	drop_group(0);
+	if (fd < 0 && d->dirfd >= 0) {
+		close(d->dirfd);
+		d->dirfd = -1;
+	}
+	return fd;
+}
+
+/* Complete the file: readable (the reader's mark), synced with its
+ * directory entry (the group may not open the directory to fsync it, so
+ * syncfs).  -1 (errno) on failure. */
+static int
+drop_finish(int fd)
+{
+	if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || syncfs(fd) != 0)
+		return -1;
+	return 0;
+}
+
+static void
+drop_discard(struct drop *d)
+{
+	drop_group(1);
+	(void)unlinkat(d->dirfd, d->name, 0);
+	drop_group(0);
+}
+
+/* The daemon is not reachable: leave the message in the maildrop. */
+static int
+drop_message(const struct sm_opts *o, const struct config *cfg,
+    const struct sm_headers *h, char *buf, size_t len, size_t consumed,
+    int eof, const char *sender, const char *const *rcpts, size_t nrcpts,
+    const char *fullname, const char *domain, unsigned timeout)
+{
+	struct drop d = { .dirfd = -1 };
+	struct conn c = { .fd = -1, .timeout_ms = (int)timeout * 1000 };
+	if ((c.fd = drop_create(&d, cfg)) < 0) {
+		warnx_("message not sent");
+		return SM_EX_TEMPFAIL;
+	}
+	char **bare = xcalloc(nrcpts, sizeof(*bare));
+	for (size_t i = 0; i < nrcpts; i++)
+		bare[i] = unbracket(rcpts[i]);
+	size_t el;
+	char *env = md_envelope(sender, (const char *const *)bare, nrcpts,
+	    &el);
+	for (size_t i = 0; i < nrcpts; i++)
+		free(bare[i]);
+	free(bare);
+	int werr = conn_write(&c, env, el);
+	free(env);
+	int ex = SM_EX_OK;
+	if (werr == 0)
+		ex = stream_message(&c, o, h, buf, len, consumed, eof, sender,
+		    fullname, domain, &werr);
+	if (ex == SM_EX_OK && (werr != 0 || drop_finish(c.fd) != 0)) {
+		warnx_("writing to the maildrop %s: %s; message not sent",
+		    d.dir, strerror(errno));
+		ex = errno == ENOSPC || errno == EDQUOT ? SM_EX_TEMPFAIL :
+		    SM_EX_IOERR;
+	}
+	close(c.fd);
+	if (ex != SM_EX_OK)
+		drop_discard(&d);
+	else
+		warnx_("message left in the maildrop (%s/%s); sesrelayd "
+		    "sends it when it runs", d.dir, d.name);
+	close(d.dirfd);
+	return ex;
+}
+
 static int
 deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
     unsigned timeout)
@@ -413,7 +628,13 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 		goto out;
 	}
 	if (conn_open(&c, cfg) != 0) {
-		ex = SM_EX_TEMPFAIL;
+		if (drop_wanted(cfg))
+			ex = drop_message(o, cfg, &h, buf, len, consumed, eof,
+			    sender, rcpts, nrcpts, fullname, domain, timeout);
+		else {
+			warnx_("message not sent");
+			ex = SM_EX_TEMPFAIL;
+		}
 		goto out;
 	}
 	int code = conn_reply(&c, text, sizeof(text), NULL, 0);
@@ -478,62 +699,11 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 		ex = refusal(code, SM_EX_DATAERR);
 		goto out;
 	}
-	/* the header block, completed, then the body streamed */
-	unsigned long long rnd = 0;
-	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		rnd = (unsigned long long)time(NULL) ^ (unsigned)getpid();
-	size_t hl;
-	char *hdr = sm_headers_render(&h, o->extract, sender, fullname,
-	    domain, time(NULL), rnd, &hl);
-	int werr = conn_write(&c, hdr, hl);
-	free(hdr);
-	const char *rest = buf + consumed;
-	size_t restlen = len - consumed;
-	if (werr == 0 && restlen > 0 && rest[0] != '\n' &&
-	    !(restlen > 1 && rest[0] == '\r' && rest[1] == '\n'))
-		werr = conn_write(&c, "\r\n", 2);	/* body without the
-							 * empty line */
-	struct sm_filter f;
-	sm_filter_init(&f, o->ignore_dots);
-	char *fo = xmalloc(2 * CHUNK + 8);
-	int rerr = 0;
-	while (werr == 0 && !f.done) {
-		if (restlen > 0) {
-			size_t n = restlen > CHUNK ? CHUNK : restlen;
-			size_t w = sm_filter_run(&f, rest, n, fo);
-			rest += n;
-			restlen -= n;
-			werr = conn_write(&c, fo, w);
-			continue;
-		}
-		if (eof)
-			break;
-		ssize_t r = read_in(0, buf, CHUNK);
-		if (r < 0) {
-			rerr = errno;
-			break;
-		}
-		if (r == 0) {
-			eof = 1;
-			break;
-		}
-		rest = buf;
-		restlen = (size_t)r;
-	}
-	if (rerr != 0) {
-		/* abandon the transaction: never send half a message */
-		free(fo);
-		warnx_("reading the message: %s; message not sent",
-		    strerror(rerr));
-		ex = SM_EX_IOERR;
+	int werr = 0;
+	ex = stream_message(&c, o, &h, buf, len, consumed, eof, sender,
+	    fullname, domain, &werr);
+	if (ex != SM_EX_OK)
 		goto out;
-	}
-	if (werr == 0) {
-		size_t w = sm_filter_end(&f, fo);
-		memcpy(fo + w, ".\r\n", 3);
-		werr = conn_write(&c, fo, w + 3);
-	}
-	free(fo);
 	/* a refusal may arrive even if the write failed (the daemon closes
 	 * after a too-large message): read what it said */
 	code = conn_reply(&c, text, sizeof(text), NULL, 0);
@@ -646,6 +816,266 @@ run_admin(const char *cmd, const char *config)
 	return SM_EX_UNAVAILABLE;
 }
 
+/* ---- pickup: sesrelayd runs "sendmail.sesrelay --pickup -C file" as
+ * its own user to submit what the maildrop holds (maildrop.h) ---- */
+
+enum pick { PICK_SENT, PICK_RETRY, PICK_BAD };
+
+/* Read into b until it holds a complete envelope; returns its length,
+ * or -1 with the reason in why. */
+static long
+pick_envelope(int fd, struct md_envelope *e, char *b, size_t cap,
+    size_t *blen, size_t max_rcpts, const char **why)
+{
+	*blen = 0;
+	for (;;) {
+		long el = md_envelope_parse(e, b, *blen, max_rcpts, why);
+		if (el != 0)
+			return el;
+		if (*blen == cap) {
+			*why = "an envelope larger than 1 MB";
+			return -1;
+		}
+		ssize_t r = read_in(fd, b + *blen, cap - *blen);
+		if (r <= 0) {
+			*why = r == 0 ? "the file ends inside the envelope" :
+			    strerror(errno);
+			return -1;
+		}
+		*blen += (size_t)r;
+	}
+}
+
+/* Submit one maildrop file.  why gets the reason for RETRY and BAD, or
+ * the daemon's reply for SENT. */
+static enum pick
+pick_one(const struct config *cfg, int fd, unsigned timeout, char *why,
+    size_t whylen)
+{
+	struct md_envelope e;
+	char *b = xmalloc(MD_ENVELOPE_MAX);
+	size_t blen;
+	const char *bad;
+	enum pick res = PICK_BAD;
+	struct conn c = { .fd = -1, .timeout_ms = (int)timeout * 1000 };
+	long el = pick_envelope(fd, &e, b, MD_ENVELOPE_MAX, &blen,
+	    cfg->max_recipients, &bad);
+	if (el < 0) {
+		snprintf(why, whylen, "malformed: %s", bad);
+		free(b);
+		return PICK_BAD;
+	}
+	char text[1100], ehlo[2048];
+	int code;
+	size_t accepted = 0;
+	if (conn_open(&c, cfg) != 0) {
+		snprintf(why, whylen, "sesrelayd is not reachable");
+		res = PICK_RETRY;
+		goto out;
+	}
+	if ((code = conn_reply(&c, text, sizeof(text), NULL, 0)) != 220 ||
+	    conn_cmd(&c, "EHLO localhost") != 0 ||
+	    (code = conn_reply(&c, text, sizeof(text), ehlo,
+	    sizeof(ehlo))) != 250) {
+		snprintf(why, whylen, "no session: %s", code == 0 ?
+		    strerror(errno) : text);
+		res = PICK_RETRY;
+		goto out;
+	}
+	if (conn_cmd(&c, "MAIL FROM:<%s>%s", e.sender,
+	    strstr(ehlo, "8BITMIME\n") != NULL ? " BODY=8BITMIME" : "") != 0 ||
+	    (code = conn_reply(&c, text, sizeof(text), NULL, 0)) == 0)
+		goto lost;
+	if (code != 250) {
+		snprintf(why, whylen, "sender <%s> refused: %s", e.sender,
+		    text);
+		res = code < 500 ? PICK_RETRY : PICK_BAD;
+		goto out;
+	}
+	for (size_t i = 0; i < e.nrcpts; i++) {
+		if (conn_cmd(&c, "RCPT TO:<%s>", e.rcpts[i]) != 0 ||
+		    (code = conn_reply(&c, text, sizeof(text), NULL, 0)) == 0)
+			goto lost;
+		if (code == 250 || code == 251)
+			accepted++;
+		else if (code < 500) {
+			snprintf(why, whylen, "recipient <%s>: %s",
+			    e.rcpts[i], text);
+			res = PICK_RETRY;
+			goto out;
+		} else
+			fprintf(stderr, "%s: recipient <%s> refused, not "
+			    "sent to: %s\n", prog, e.rcpts[i], text);
+	}
+	if (accepted == 0) {
+		snprintf(why, whylen, "every recipient refused");
+		goto out;
+	}
+	if (conn_cmd(&c, "DATA") != 0 ||
+	    (code = conn_reply(&c, text, sizeof(text), NULL, 0)) == 0)
+		goto lost;
+	if (code != 354) {
+		snprintf(why, whylen, "DATA refused: %s", text);
+		res = code < 500 ? PICK_RETRY : PICK_BAD;
+		goto out;
+	}
+	/* the data, checked as it goes: nothing may end it early */
+	struct md_data d;
+	md_data_init(&d);
+	char *out = xmalloc(CHUNK + 2);
+	const char *p = b + el;
+	size_t n = blen - (size_t)el;
+	enum md_status st = MD_MORE;
+	for (;;) {
+		size_t ol, used;
+		if (n > 0) {
+			size_t k = n > CHUNK ? CHUNK : n;
+			st = md_data_check(&d, p, k, out, &ol, &used);
+			if (st == MD_BAD || conn_write(&c, out, ol) != 0)
+				break;
+			p += used;
+			n -= used;
+			if (st == MD_END)
+				break;
+			continue;
+		}
+		ssize_t r = read_in(fd, b, MD_ENVELOPE_MAX);
+		if (r <= 0) {
+			d.why = r == 0 ? "the file ends before the final "
+			    "line" : strerror(errno);
+			st = MD_BAD;
+			break;
+		}
+		p = b;
+		n = (size_t)r;
+	}
+	free(out);
+	if (st == MD_END && (n > 0 || read_in(fd, b, 1) != 0)) {
+		st = MD_BAD;
+		d.why = "data after the final line";
+	}
+	if (st != MD_END) {
+		/* close without the final dot: the daemon drops it all */
+		if (st == MD_BAD)
+			snprintf(why, whylen, "malformed: %s", d.why);
+		else {
+			snprintf(why, whylen, "sesrelayd went away: %s",
+			    strerror(errno));
+			res = PICK_RETRY;
+		}
+		goto out;
+	}
+	if (conn_write(&c, ".\r\n", 3) != 0 ||
+	    (code = conn_reply(&c, text, sizeof(text), NULL, 0)) == 0)
+		goto lost;
+	snprintf(why, whylen, "%s", text);
+	res = code == 250 ? PICK_SENT : code < 500 ? PICK_RETRY : PICK_BAD;
+	if (conn_cmd(&c, "QUIT") == 0)
+		(void)conn_reply(&c, text, sizeof(text), NULL, 0);
+	goto out;
+lost:
+	snprintf(why, whylen, "sesrelayd went away: %s", strerror(errno));
+	res = PICK_RETRY;
+out:
+	if (c.fd >= 0)
+		close(c.fd);
+	md_envelope_free(&e);
+	free(b);
+	return res;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Submit every complete file of the maildrop, oldest first; a file the
+ * daemon takes is removed, one it refuses or that is malformed becomes
+ * <name>.bad, one it defers stays (and the round ends).  Files still 0600
+ * (being written) are left alone, or removed after an hour (their writer
+ * died).  Each outcome is one line on stderr, which sesrelayd logs.
+ */
+static int
+pickup(const struct config *cfg, unsigned timeout)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/maildrop", cfg->spool_dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		warnx_("%s: %s", dir, strerror(errno));
+		return SM_EX_TEMPFAIL;
+	}
+	DIR *dp = fdopendir(dup(dfd));
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while (dp != NULL && (de = readdir(dp)) != NULL)
+		if (md_name_ok(de->d_name)) {
+			names = xreallocarray(names, n + 1, sizeof(*names));
+			names[n++] = xstrdup(de->d_name);
+		}
+	if (dp != NULL)
+		closedir(dp);
+	qsort(names, n, sizeof(*names), cmp_names);
+	int ex = SM_EX_OK;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		const char *nm = names[i];
+		if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;	/* gone */
+		if ((st.st_mode & 07777) == 0600 && S_ISREG(st.st_mode)) {
+			if (st.st_mtime < time(NULL) - 3600) {
+				(void)unlinkat(dfd, nm, 0);
+				warnx_("%s (uid %u): removed: incomplete for "
+				    "an hour (its writer died)", nm,
+				    (unsigned)st.st_uid);
+			}
+			continue;
+		}
+		char why[1400], bad[MD_NAME_LEN + 8];
+		enum pick res = PICK_BAD;
+		int fd = -1;
+		if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+		    (st.st_mode & 07777) != 0644)
+			snprintf(why, sizeof(why), "not a plain file of mode "
+			    "0644 with one link");
+		else if ((fd = openat(dfd, nm, O_RDONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC)) < 0)
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+		else
+			res = pick_one(cfg, fd, timeout, why, sizeof(why));
+		if (fd >= 0)
+			close(fd);
+		switch (res) {
+		case PICK_SENT:
+			(void)unlinkat(dfd, nm, 0);
+			warnx_("%s (uid %u): submitted: %s", nm,
+			    (unsigned)st.st_uid, why);
+			break;
+		case PICK_RETRY:
+			warnx_("%s (uid %u): deferred: %s", nm,
+			    (unsigned)st.st_uid, why);
+			ex = SM_EX_TEMPFAIL;
+			break;
+		case PICK_BAD:
+			snprintf(bad, sizeof(bad), "%s.bad", nm);
+			(void)renameat(dfd, nm, dfd, bad);
+			warnx_("%s (uid %u): not sent, kept as %s/%s: %s", nm,
+			    (unsigned)st.st_uid, dir, bad, why);
+			break;
+		}
+		if (res == PICK_RETRY)
+			break;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	close(dfd);
+	return ex;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -653,6 +1083,25 @@ main(int argc, char *argv[])
 	base = base != NULL ? base + 1 : argv[0];
 	prog = base;
 	signal(SIGPIPE, SIG_IGN);
+	if (getegid() != getgid()) {
+		/* setgid sesrelay-drop: keep the group for the maildrop
+		 * file only */
+		drop_gid = getegid();
+		have_drop_gid = 1;
+		drop_group(0);
+	}
+	if (argc == 4 && strcmp(argv[1], "--pickup") == 0 &&
+	    strcmp(argv[2], "-C") == 0) {
+		char err[CONFIG_ERR_MAX];
+		struct config *cfg = config_load(argv[3], 0, err);
+		if (cfg == NULL) {
+			warnx_("%s", err);
+			return SM_EX_CONFIG;
+		}
+		int ex = pickup(cfg, cfg->timeout);
+		config_unref(cfg);
+		return ex;
+	}
 
 	struct sm_opts o;
 	char why[256];

@@ -2,6 +2,7 @@
  * sesrelay.c — the admin tool: passwd, check, queue, flush.
  * See sesrelay(8).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "health.h"
 #include "http_client.h"
 #include "log.h"
+#include "maildrop_file.h"
 #include "relay_client.h"
 #include "ses_api.h"
 #include "ses_auth.h"
@@ -362,6 +364,32 @@ is_sesrelayd(pid_t pid)
 	return ok;
 }
 
+/* What waits in the maildrop (sendmail_fallback = spool), if any. */
+static void
+print_maildrop(const char *spool_dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/maildrop", spool_dir);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return;
+	size_t waiting = 0, bad = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (md_name_ok(de->d_name))
+			waiting++;
+		else if (n == MD_NAME_LEN + 4 &&
+		    strcmp(de->d_name + MD_NAME_LEN, ".bad") == 0)
+			bad++;
+	}
+	closedir(d);
+	if (waiting > 0 || bad > 0)
+		printf("%zu message%s in %s, waiting for the daemon; %zu "
+		    "refused or malformed (*.bad, see the log)\n", waiting,
+		    waiting == 1 ? "" : "s", path, bad);
+}
+
 static int
 cmd_queue(int argc, char *argv[])
 {
@@ -418,6 +446,7 @@ cmd_queue(int argc, char *argv[])
 	spool_scan(sp, print_entry, &count);
 	printf("%zu message%s in %s/queue\n", count, count == 1 ? "" : "s",
 	    cfg->spool_dir);
+	print_maildrop(cfg->spool_dir);
 	spool_close(sp);
 	config_unref(cfg);
 	return 0;

@@ -27,6 +27,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "metrics.h"
+#include "maildrop.h"
 #include "queue.h"
 #include "relay_client.h"
 #include "service.h"
@@ -64,6 +65,7 @@ struct daemon_state {
 	time_t started;
 	char *sasl_app;			/* sasl_service libsasl2 started with */
 	struct account *account;	/* NULL: not watched */
+	struct maildrop *maildrop;	/* sendmail.sesrelay's fallback */
 	struct aws_credentials *static_creds;	/* sign the account's
 					 * requests with transport = smtp */
 	char *pidfile;
@@ -640,6 +642,10 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	if (d->account != NULL)
 		account_set_config(d->account, cfg);
+	char merr[512];
+	if (maildrop_prepare(cfg, merr, sizeof(merr)) != 0)
+		log_warnx("reload: %s", merr);
+	maildrop_set_config(d->maildrop, cfg);
 	log_set_format(cfg->log_format);
 	config_unref(d->cfg);
 	d->cfg = cfg;
@@ -836,6 +842,10 @@ main(int argc, char *argv[])
 	if (d.metrics != NULL && d.creds != NULL)
 		metrics_set_creds(d.metrics, d.creds);
 	prepare_spool_dir(d.cfg);
+	if (maildrop_prepare(d.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sesrelayd: %s\n", err);
+		return 1;
+	}
 	drop_privileges(d.cfg);
 	int ready_fd = -1;
 	if (!foreground) {
@@ -856,6 +866,7 @@ main(int argc, char *argv[])
 			metrics_set_queue(d.metrics, d.queue);
 	}
 	start_account(&d);
+	d.maildrop = maildrop_new(d.base, d.cfg);
 
 	struct event *ev_term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
 	struct event *ev_int = evsignal_new(d.base, SIGINT, on_terminate, &d);
@@ -910,6 +921,7 @@ main(int argc, char *argv[])
 	if (d.queue != NULL)
 		queue_set_account(d.queue, NULL);
 	account_free(d.account);
+	maildrop_free(d.maildrop);
 	aws_credentials_unref(d.static_creds);
 	upstream_free(d.up);
 	relay_pool_free(d.pool);

@@ -1,7 +1,8 @@
 /*
  * check_sendmail.c — the pure part of sendmail.sesrelay: options as
  * sendmail takes them, address lists, the header block and its
- * completion, and the body filter over every split of its input.
+ * completion, and the body filter over every split of its input; the
+ * maildrop file: its envelope, and the data check over every split.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include <check.h>
 
+#include "maildrop_file.h"
 #include "sendmail_msg.h"
 
 static int
@@ -185,6 +187,113 @@ START_TEST(test_filter)
 }
 END_TEST
 
+START_TEST(test_maildrop_envelope)
+{
+	const char *rcpts[] = { "a@x.example", "b@y.example" };
+	size_t len;
+	char *env = md_envelope("", rcpts, 2, &len);
+	struct md_envelope e;
+	const char *why = NULL;
+	/* incomplete at every shorter length, then whole */
+	for (size_t i = 0; i < len; i++)
+		ck_assert_int_eq(md_envelope_parse(&e, env, i, 10, &why), 0);
+	ck_assert_int_eq(md_envelope_parse(&e, env, len, 10, &why),
+	    (long)len);
+	ck_assert_str_eq(e.sender, "");
+	ck_assert_uint_eq(e.nrcpts, 2);
+	ck_assert_str_eq(e.rcpts[1], "b@y.example");
+	md_envelope_free(&e);
+	ck_assert_int_eq(md_envelope_parse(&e, env, len, 1, &why), -1);
+	ck_assert_str_eq(why, "more recipients than max_recipients");
+	free(env);
+	static const struct { const char *in, *why; } bad[] = {
+		{ "From x\n", "not a maildrop file (no sesrelay-maildrop 1 "
+		    "line)" },
+		{ MD_MAGIC "rcpt a@x\n\n", "a rcpt line before the sender "
+		    "line" },
+		{ MD_MAGIC "sender a@x\n\n", "no recipient" },
+		{ MD_MAGIC "sender a@x\nrcpt b@x\r\n\n",
+		    "a control character in an address" },
+		{ MD_MAGIC "sender a@x>\nrcpt b@x\n\n",
+		    "an angle bracket in an address" },
+		{ MD_MAGIC "sender a@x\nsender b@x\n\n", "two sender lines" },
+		{ MD_MAGIC "sender a@x\nRCPT TO:<b@x>\n\n",
+		    "an envelope line that is neither sender nor rcpt" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(md_envelope_parse(&e, bad[i].in,
+		    strlen(bad[i].in), 10, &why), -1);
+		ck_assert_str_eq(why, bad[i].why);
+	}
+	ck_assert(md_name_ok("00692f3a1b0123456789abcdef0123456789abcdef"));
+	ck_assert(!md_name_ok("00692f3a1b0123456789abcdef0123456789abcdef.bad"));
+	ck_assert(!md_name_ok("00692f3a1b0123456789ABCDEF0123456789abcdef"));
+	ck_assert(!md_name_ok(".."));
+}
+END_TEST
+
+/* The data check over in, split at a and b: the status, the octets let
+ * through (out, *outlen), the input taken (*used), the reason if bad. */
+static enum md_status
+check_split(const char *in, size_t a, size_t b, char *out, size_t *outlen,
+    size_t *used, const char **why)
+{
+	size_t cuts[] = { 0, a, b, strlen(in) };
+	struct md_data d;
+	md_data_init(&d);
+	*outlen = *used = 0;
+	enum md_status st = MD_MORE;
+	for (int i = 0; i < 3 && st == MD_MORE; i++) {
+		size_t ol, u;
+		st = md_data_check(&d, in + cuts[i], cuts[i + 1] - cuts[i],
+		    out + *outlen, &ol, &u);
+		*outlen += ol;
+		*used += u;
+	}
+	*why = d.why;
+	return st;
+}
+
+START_TEST(test_maildrop_data)
+{
+	static const struct {
+		const char *in;
+		enum md_status st;
+		const char *out;	/* or the reason */
+		size_t used;		/* for MD_END */
+	} cases[] = {
+		{ "a\r\n..b\r\n.c\r\n.\r\n", MD_END, "a\r\n..b\r\n.c\r\n", 15 },
+		{ ".\r\n", MD_END, "", 3 },
+		{ "x\r\n.\r\nMAIL FROM:<e@x>\r\n", MD_END, "x\r\n", 6 },
+		{ "a\nb\r\n.\r\n", MD_BAD, "a bare LF in the message", 0 },
+		{ "a\r\n.\nb\r\n.\r\n", MD_BAD, "a bare LF in the message", 0 },
+		{ "a\rb\r\n.\r\n", MD_BAD, "a bare CR in the message", 0 },
+		{ "a\r\n.\rb\r\n.\r\n", MD_BAD, "a bare CR in the message", 0 },
+		{ "a\r\nno end\r\n", MD_MORE, "a\r\nno end\r\n", 0 },
+	};
+	char out[64];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].in);
+		for (size_t a = 0; a <= len; a++)
+			for (size_t b = a; b <= len; b++) {
+				size_t ol, used;
+				const char *why;
+				enum md_status st = check_split(cases[i].in, a,
+				    b, out, &ol, &used, &why);
+				ck_assert_int_eq(st, cases[i].st);
+				if (st == MD_BAD) {
+					ck_assert_str_eq(why, cases[i].out);
+					continue;
+				}
+				ck_assert_uint_eq(ol, strlen(cases[i].out));
+				ck_assert(memcmp(out, cases[i].out, ol) == 0);
+				if (st == MD_END)
+					ck_assert_uint_eq(used, cases[i].used);
+			}
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -193,6 +302,8 @@ main(void)
 	tcase_add_test(tc, test_opts);
 	tcase_add_test(tc, test_addr_list);
 	tcase_add_test(tc, test_headers);
+	tcase_add_test(tc, test_maildrop_envelope);
+	tcase_add_test(tc, test_maildrop_data);
 	tcase_add_loop_test(tc, test_filter, 0,
 	    (int)(sizeof(filt) / sizeof(filt[0])));
 	suite_add_tcase(s, tc);
