@@ -7,10 +7,11 @@
                           the live ones.  Two readings give the CPU of a
                           whole process tree over an interval, even when
                           its members come and go (Postfix's smtpd, smtp).
-  pss PID OUT             sample the summed PSS (smaps_rollup) of the tree
-                          every 50 ms until SIGTERM; write the peak (kB)
-                          and the largest process count to OUT
-  probe HOST PORT OUT [--len N] [--tls CA NAME USER PASSWORD]
+  pss PID OUT [MS]        sample the summed PSS (smaps_rollup) of the tree
+                          every MS ms (default 50) until SIGTERM; write
+                          the peak (kB), the largest process count and
+                          the number of samples to OUT
+  probe HOST PORT OUT [--len N] [--from ADDR] [--tls CA NAME USER PASSWORD]
                           latency probe: one SMTP session sending messages
                           back to back (2 ms apart); each sample is the
                           time from the final "." to the reply.  Runs until
@@ -95,20 +96,21 @@ def on_term(*_):
     raise Stop()
 
 
-def pss(pid, out):
+def pss(pid, out, ms):
     signal.signal(signal.SIGTERM, on_term)
-    peak = nprocs = 0
+    peak = nprocs = samples = 0
     try:
         while True:
             procs = tree(pid)
             v = sum(pss_kb(p) for p in procs)
             peak = max(peak, v)
             nprocs = max(nprocs, len(procs))
-            time.sleep(0.05)
+            samples += 1
+            time.sleep(ms / 1000.0)
     except Stop:
         pass
     with open(out, "w") as f:
-        f.write("%d %d\n" % (peak, nprocs))
+        f.write("%d %d %d\n" % (peak, nprocs, samples))
 
 
 class Conn:
@@ -153,7 +155,7 @@ class Conn:
         return self.expect(code)
 
 
-def probe(host, port, out, length, tls):
+def probe(host, port, out, length, tls, sender):
     head = b"From: probe@example.com\r\nTo: sink@example.net\r\n" \
            b"Subject: latency probe\r\n\r\n"
     line = b"x" * 76 + b"\r\n"
@@ -166,7 +168,7 @@ def probe(host, port, out, length, tls):
             try:
                 if c is None:
                     c = Conn(host, port, tls)
-                code = c.cmd("MAIL FROM:<probe@example.com>", "250")
+                code = c.cmd("MAIL FROM:<%s>" % sender, "250")
                 c.cmd("RCPT TO:<sink@example.net>", "250")
                 c.cmd("DATA", "354")
                 c.s.sendall(body)
@@ -257,17 +259,19 @@ def main(a):
     if a[0] == "cpu":
         cpu(int(a[1]))
     elif a[0] == "pss":
-        pss(int(a[1]), a[2])
+        pss(int(a[1]), a[2], float(a[3]) if len(a) > 3 else 50.0)
     elif a[0] == "probe":
-        length, tls, rest = 10240, None, a[4:]
+        length, tls, sender, rest = 10240, None, "probe@example.com", a[4:]
         while rest:
             if rest[0] == "--len":
                 length, rest = int(rest[1]), rest[2:]
+            elif rest[0] == "--from":
+                sender, rest = rest[1], rest[2:]
             elif rest[0] == "--tls":
                 tls, rest = tuple(rest[1:5]), rest[5:]
             else:
                 raise SystemExit("probe: bad option %s" % rest[0])
-        probe(a[1], int(a[2]), a[3], length, tls)
+        probe(a[1], int(a[2]), a[3], length, tls, sender)
     elif a[0] == "startup":
         startup(a[1], a[2], int(a[3]), int(a[4]) if len(a) > 4 else 5)
     elif a[0] == "idle":
