@@ -17,6 +17,15 @@
                           time from the final "." to the reply.  Runs until
                           SIGTERM, then writes "n p50 p99 max ok" (ms) to
                           OUT; a 421 reconnects.
+  send HOST PORT SESSIONS MESSAGES LEN
+                          the load for large messages: SESSIONS threads,
+                          one connection per message, every DATA sent at
+                          once (one body of LEN octets, built once, in
+                          78-octet lines: what smtp-source -l sends; but
+                          smtp-source writes a whole body before it
+                          serves its next session, so its large messages
+                          go one at a time).  Exits 1 unless every final
+                          dot got a 250.
   startup PROG CONF PORT [TIMES]
                           median ms from exec to the first 220 greeting
   idle PORT PID N         open N idle client connections (each greeted),
@@ -199,6 +208,46 @@ def probe(host, port, out, length, tls, sender):
                 pct(0.99), samples[-1] if samples else 0.0, ok))
 
 
+def send(host, port, sessions, msgs, length):
+    import threading
+    head = b"From: <bench@example.com>\r\nTo: <sink@example.net>\r\n" \
+           b"Subject: bench\r\n\r\n"
+    n, rem = divmod(length, 80)
+    if rem == 1 and n > 0:
+        body = (b"X" * 78 + b"\r\n") * (n - 1) + b"X" * 79 + b"\r\n"
+    else:
+        body = (b"X" * 78 + b"\r\n") * n + \
+            (b"X" * (rem - 2) + b"\r\n" if rem >= 2 else b"X\r\n" * rem)
+    data = memoryview(head + body + b".\r\n")
+    failed = []
+
+    def one(count):
+        for _ in range(count):
+            try:
+                c = Conn(host, port, None)
+                c.s.settimeout(300)
+                c.cmd("MAIL FROM:<bench@example.com>", "250")
+                c.cmd("RCPT TO:<sink@example.net>", "250")
+                c.cmd("DATA", "354")
+                c.s.sendall(data)
+                c.expect("250")
+                c.s.sendall(b"QUIT\r\n")
+                c.s.close()
+            except (RuntimeError, EOFError, OSError) as e:
+                failed.append(str(e))
+    per, extra = divmod(msgs, sessions)
+    ts = [threading.Thread(target=one, args=(per + (i < extra),))
+          for i in range(sessions)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print("send: %d of %d messages accepted" % (msgs - len(failed), msgs))
+    for e in failed[:3]:
+        print("send: " + e)
+    sys.exit(1 if failed else 0)
+
+
 def median(v):
     v = sorted(v)
     return v[len(v) // 2]
@@ -272,6 +321,8 @@ def main(a):
             else:
                 raise SystemExit("probe: bad option %s" % rest[0])
         probe(a[1], int(a[2]), a[3], length, tls, sender)
+    elif a[0] == "send":
+        send(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]))
     elif a[0] == "startup":
         startup(a[1], a[2], int(a[3]), int(a[4]) if len(a) > 4 else 5)
     elif a[0] == "idle":
