@@ -7,15 +7,25 @@
                           the live ones.  Two readings give the CPU of a
                           whole process tree over an interval, even when
                           its members come and go (Postfix's smtpd, smtp).
-  pss PID OUT             sample the summed PSS (smaps_rollup) of the tree
-                          every 50 ms until SIGTERM; write the peak (kB)
-                          and the largest process count to OUT
-  probe HOST PORT OUT [--len N] [--tls CA NAME USER PASSWORD]
+  pss PID OUT [MS]        sample the summed PSS (smaps_rollup) of the tree
+                          every MS ms (default 50) until SIGTERM; write
+                          the peak (kB), the largest process count and
+                          the number of samples to OUT
+  probe HOST PORT OUT [--len N] [--from ADDR] [--tls CA NAME USER PASSWORD]
                           latency probe: one SMTP session sending messages
                           back to back (2 ms apart); each sample is the
                           time from the final "." to the reply.  Runs until
                           SIGTERM, then writes "n p50 p99 max ok" (ms) to
                           OUT; a 421 reconnects.
+  send HOST PORT SESSIONS MESSAGES LEN
+                          the load for large messages: SESSIONS threads,
+                          one connection per message, every DATA sent at
+                          once (one body of LEN octets, built once, in
+                          78-octet lines: what smtp-source -l sends; but
+                          smtp-source writes a whole body before it
+                          serves its next session, so its large messages
+                          go one at a time).  Exits 1 unless every final
+                          dot got a 250.
   startup PROG CONF PORT [TIMES]
                           median ms from exec to the first 220 greeting
   idle PORT PID N         open N idle client connections (each greeted),
@@ -95,20 +105,21 @@ def on_term(*_):
     raise Stop()
 
 
-def pss(pid, out):
+def pss(pid, out, ms):
     signal.signal(signal.SIGTERM, on_term)
-    peak = nprocs = 0
+    peak = nprocs = samples = 0
     try:
         while True:
             procs = tree(pid)
             v = sum(pss_kb(p) for p in procs)
             peak = max(peak, v)
             nprocs = max(nprocs, len(procs))
-            time.sleep(0.05)
+            samples += 1
+            time.sleep(ms / 1000.0)
     except Stop:
         pass
     with open(out, "w") as f:
-        f.write("%d %d\n" % (peak, nprocs))
+        f.write("%d %d %d\n" % (peak, nprocs, samples))
 
 
 class Conn:
@@ -153,7 +164,7 @@ class Conn:
         return self.expect(code)
 
 
-def probe(host, port, out, length, tls):
+def probe(host, port, out, length, tls, sender):
     head = b"From: probe@example.com\r\nTo: sink@example.net\r\n" \
            b"Subject: latency probe\r\n\r\n"
     line = b"x" * 76 + b"\r\n"
@@ -166,7 +177,7 @@ def probe(host, port, out, length, tls):
             try:
                 if c is None:
                     c = Conn(host, port, tls)
-                code = c.cmd("MAIL FROM:<probe@example.com>", "250")
+                code = c.cmd("MAIL FROM:<%s>" % sender, "250")
                 c.cmd("RCPT TO:<sink@example.net>", "250")
                 c.cmd("DATA", "354")
                 c.s.sendall(body)
@@ -195,6 +206,46 @@ def probe(host, port, out, length, tls):
     with open(out, "w") as f:
         f.write("%d %.3f %.3f %.3f %d\n" % (len(samples), pct(0.50),
                 pct(0.99), samples[-1] if samples else 0.0, ok))
+
+
+def send(host, port, sessions, msgs, length):
+    import threading
+    head = b"From: <bench@example.com>\r\nTo: <sink@example.net>\r\n" \
+           b"Subject: bench\r\n\r\n"
+    n, rem = divmod(length, 80)
+    if rem == 1 and n > 0:
+        body = (b"X" * 78 + b"\r\n") * (n - 1) + b"X" * 79 + b"\r\n"
+    else:
+        body = (b"X" * 78 + b"\r\n") * n + \
+            (b"X" * (rem - 2) + b"\r\n" if rem >= 2 else b"X\r\n" * rem)
+    data = memoryview(head + body + b".\r\n")
+    failed = []
+
+    def one(count):
+        for _ in range(count):
+            try:
+                c = Conn(host, port, None)
+                c.s.settimeout(300)
+                c.cmd("MAIL FROM:<bench@example.com>", "250")
+                c.cmd("RCPT TO:<sink@example.net>", "250")
+                c.cmd("DATA", "354")
+                c.s.sendall(data)
+                c.expect("250")
+                c.s.sendall(b"QUIT\r\n")
+                c.s.close()
+            except (RuntimeError, EOFError, OSError) as e:
+                failed.append(str(e))
+    per, extra = divmod(msgs, sessions)
+    ts = [threading.Thread(target=one, args=(per + (i < extra),))
+          for i in range(sessions)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print("send: %d of %d messages accepted" % (msgs - len(failed), msgs))
+    for e in failed[:3]:
+        print("send: " + e)
+    sys.exit(1 if failed else 0)
 
 
 def median(v):
@@ -257,17 +308,21 @@ def main(a):
     if a[0] == "cpu":
         cpu(int(a[1]))
     elif a[0] == "pss":
-        pss(int(a[1]), a[2])
+        pss(int(a[1]), a[2], float(a[3]) if len(a) > 3 else 50.0)
     elif a[0] == "probe":
-        length, tls, rest = 10240, None, a[4:]
+        length, tls, sender, rest = 10240, None, "probe@example.com", a[4:]
         while rest:
             if rest[0] == "--len":
                 length, rest = int(rest[1]), rest[2:]
+            elif rest[0] == "--from":
+                sender, rest = rest[1], rest[2:]
             elif rest[0] == "--tls":
                 tls, rest = tuple(rest[1:5]), rest[5:]
             else:
                 raise SystemExit("probe: bad option %s" % rest[0])
-        probe(a[1], int(a[2]), a[3], length, tls)
+        probe(a[1], int(a[2]), a[3], length, tls, sender)
+    elif a[0] == "send":
+        send(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]))
     elif a[0] == "startup":
         startup(a[1], a[2], int(a[3]), int(a[4]) if len(a) > 4 else 5)
     elif a[0] == "idle":
