@@ -45,8 +45,8 @@
 /* A message with a source (relay_msg.src) is fed to the output in pieces
  * of this size while the output holds less than PUMP_LOW: memory per
  * upstream session stays bounded whatever the message size. */
-#define PUMP_CHUNK (64 * 1024)
-#define PUMP_LOW (128 * 1024)
+#define PUMP_CHUNK (16 * 1024)
+#define PUMP_LOW (32 * 1024)
 /* A session that will close after session_messages gets its replacement
  * this many messages ahead (a new session needs ~7 round trips), or a
  * quarter of session_messages if that is less. */

@@ -42,7 +42,7 @@
  * commands past this, so a client cannot make us buffer without limit. */
 #define OUTPUT_HIGH	(64 * 1024)
 /* Raw input held at most (a command line or a DATA chunk). */
-#define INPUT_HIGH	(256 * 1024)
+#define INPUT_HIGH	(64 * 1024)
 /* Errors (unknown commands, bad syntax, refused senders and recipients)
  * before we hang up. */
 #define MAX_ERRORS	20
@@ -70,8 +70,8 @@
 #define INMEM_MAX	(128 * 1024)
 /* Passthrough: data the upstream has not taken yet, at most this much
  * before we stop reading the client; reading resumes below PT_LOW. */
-#define PT_HIGH		(256 * 1024)
-#define PT_LOW		(64 * 1024)
+#define PT_HIGH		(64 * 1024)
+#define PT_LOW		(16 * 1024)
 /* How long SIGTERM waits for busy sessions. */
 #define SHUTDOWN_GRACE	30
 /* NOOP, RSET, VRFY, EXPN, HELP in one session before we hang up. */

@@ -109,8 +109,8 @@ void spool_commit_cancel(struct spool_commit *c);
  */
 struct spool_stream;
 typedef void spool_stream_fn(void *arg);
-#define SPOOL_STREAM_HIGH (512 * 1024)
-#define SPOOL_STREAM_LOW (128 * 1024)
+#define SPOOL_STREAM_HIGH (128 * 1024)
+#define SPOOL_STREAM_LOW (32 * 1024)
 struct spool_stream *spool_stream_open(struct spool *sp,
     const struct spool_envelope *env, spool_stream_fn *drained, void *arg);
 size_t spool_stream_write(struct spool_stream *st, struct evbuffer *data);
