@@ -203,18 +203,17 @@ struct session {
 	int hdr_done;		/* header section complete and checked */
 	int discard;		/* refused or cut off: count, keep nothing */
 	int has_nul;		/* a NUL octet was seen */
-	int refused;		/* refusal is the reply for the final dot */
+	/* the reply for the final dot, when it is known before it: made
+	 * only then (an idle session carries neither), freed by tx_reset */
+	struct relay_reply *refusal;	/* the message is refused */
 	int refusal_logged;
-	struct relay_reply refusal;
 	int paused;		/* not reading until the sink drains */
-	struct event *resume_ev;
+	struct event *resume_ev;	/* made at the first DATA */
 	struct spool_envelope *env;	/* spool mode, from the header on */
 	struct spool_stream *stream;	/* spool mode, a large message */
 	struct pt_source *pt;		/* passthrough, a large message */
-	int early;		/* passthrough: SES answered before the dot */
-	enum relay_status early_status;
-	struct relay_reply early_reply;
-	char early_id[128];
+	struct early_outcome *early;	/* passthrough: SES answered
+					 * before the dot */
 	struct upstream_job *job;
 	struct pending_commit *commit;
 	struct account_lookup *lookup;	/* SS_LOOKUP */
@@ -234,6 +233,14 @@ struct pending_commit {
 	struct spool_envelope *env;
 };
 
+/* Passthrough, a large message: SES's outcome, come before the final dot
+ * and kept for it. */
+struct early_outcome {
+	enum relay_status status;
+	struct relay_reply reply;
+	char id[128];
+};
+
 /* Passthrough, a large message: what the client sent and the upstream
  * has not taken yet.  It belongs to the relay job's message (freed with
  * it); s is NULL once the session is gone. */
@@ -249,6 +256,7 @@ static void rcpt_refuse(struct session *, const char *, const char *);
 static void rcpt_verdict(enum account_verdict, const char *, void *);
 static void session_free(struct session *);
 static void linger_cb(evutil_socket_t, short, void *);
+static void resume_cb(evutil_socket_t, short, void *);
 
 /* ---- replies and states ---- */
 
@@ -419,9 +427,13 @@ tx_reset(struct session *s)
 		spool_envelope_free(s->env);
 		s->env = NULL;
 	}
+	free(s->refusal);
+	s->refusal = NULL;
+	free(s->early);
+	s->early = NULL;
 	s->out_size = 0;
 	s->hdr_done = s->discard = s->has_nul = 0;
-	s->refused = s->refusal_logged = s->early = 0;
+	s->refusal_logged = 0;
 	s->paused = 0;
 }
 
@@ -759,6 +771,10 @@ cmd_data(struct session *s, const char *args)
 		s->out = evbuffer_new();
 	if (s->data == NULL || s->out == NULL)
 		fatalx("evbuffer_new failed");
+	if (s->resume_ev == NULL &&
+	    (s->resume_ev = event_new(s->srv->base, -1, 0, resume_cb, s)) ==
+	    NULL)
+		fatalx("event_new failed");
 	s->ntx++;
 	snprintf(s->txid, sizeof(s->txid), "%s.%u", s->id, s->ntx);
 	smtp_data_init(&s->dr);
@@ -859,10 +875,11 @@ relay_done(const struct relay_result *res, void *arg)
 		 * connection to it) ended the transaction before the final
 		 * dot.  The client gets this outcome then; the rest of its
 		 * data is read and dropped. */
-		s->early = 1;
-		s->early_status = res->status;
-		s->early_reply = res->reply;
-		snprintf(s->early_id, sizeof(s->early_id), "%s",
+		if (s->early == NULL)
+			s->early = xcalloc(1, sizeof(*s->early));
+		s->early->status = res->status;
+		s->early->reply = res->reply;
+		snprintf(s->early->id, sizeof(s->early->id), "%s",
 		    res->ses_message_id);
 		s->discard = 1;
 		evbuffer_drain(s->out, evbuffer_get_length(s->out));
@@ -1091,13 +1108,14 @@ refuse_at_dot(struct session *s, int code, const char *enhanced,
 {
 	va_list ap;
 	sink_abort(s);
-	s->refused = 1;
-	s->refusal.code = code;
-	s->refusal.from_ses = 0;
-	snprintf(s->refusal.enhanced, sizeof(s->refusal.enhanced), "%s",
+	if (s->refusal == NULL)
+		s->refusal = xcalloc(1, sizeof(*s->refusal));
+	s->refusal->code = code;
+	s->refusal->from_ses = 0;
+	snprintf(s->refusal->enhanced, sizeof(s->refusal->enhanced), "%s",
 	    enhanced);
 	va_start(ap, fmt);
-	vsnprintf(s->refusal.text, sizeof(s->refusal.text), fmt, ap);
+	vsnprintf(s->refusal->text, sizeof(s->refusal->text), fmt, ap);
 	va_end(ap);
 }
 
@@ -1275,8 +1293,8 @@ data_done(struct session *s)
 	    s->has_nul, &refusal) != 0;
 	if (!bad && !s->hdr_done && !s->discard)
 		header_done(s, evbuffer_get_length(s->data));	/* no body */
-	if (!bad && s->refused) {
-		refusal = s->refusal;
+	if (!bad && s->refusal != NULL) {
+		refusal = *s->refusal;
 		bad = 1;
 	}
 	if (bad) {
@@ -1294,12 +1312,13 @@ data_done(struct session *s)
 		set_state(s, SS_READY);
 		return;
 	}
-	if (s->early) {
+	if (s->early != NULL) {
 		/* passthrough: SES finished the transaction early */
-		struct relay_reply r = s->early_reply;
+		struct relay_reply r = s->early->reply;
+		enum relay_status st = s->early->status;
 		char id[128];
-		snprintf(id, sizeof(id), "%s", s->early_id);
-		relay_outcome(s, s->early_status, &r, id);
+		snprintf(id, sizeof(id), "%s", s->early->id);
+		relay_outcome(s, st, &r, id);
 		return;
 	}
 	if (s->cfg->mode == RELAY_MODE_SPOOL) {
@@ -1867,7 +1886,8 @@ session_free(struct session *s)
 		evbuffer_free(s->data);
 	if (s->out != NULL)
 		evbuffer_free(s->out);
-	event_free(s->resume_ev);
+	if (s->resume_ev != NULL)
+		event_free(s->resume_ev);
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
@@ -2008,7 +2028,6 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	set_read_timeout(s, 1);
 	s->deadline_ev = evtimer_new(srv->base, deadline_cb, s);
 	s->pause_ev = evtimer_new(srv->base, auth_pause_cb, s);
-	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
 	arm_deadline(s, 1);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_debug("session %s connect client=%s", s->id, client);
