@@ -503,15 +503,8 @@ drop_message(const struct sm_opts *o, const struct config *cfg,
 		warnx_("message not sent");
 		return SM_EX_TEMPFAIL;
 	}
-	char **bare = xcalloc(nrcpts, sizeof(*bare));
-	for (size_t i = 0; i < nrcpts; i++)
-		bare[i] = unbracket(rcpts[i]);
 	size_t el;
-	char *env = md_envelope(sender, (const char *const *)bare, nrcpts,
-	    &el);
-	for (size_t i = 0; i < nrcpts; i++)
-		free(bare[i]);
-	free(bare);
+	char *env = md_envelope(sender, rcpts, nrcpts, &el);
 	int werr = conn_write(&c, env, el);
 	free(env);
 	int ex = SM_EX_OK;
@@ -544,9 +537,12 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 	snprintf(user, sizeof(user), "%s", pw != NULL ? pw->pw_name :
 	    "nobody");
 	char *sender;
-	if (o->sender != NULL)
-		sender = unbracket(o->sender);
-	else {
+	if (o->sender != NULL) {
+		/* "-f root" is root@hostname, as Postfix's myorigin */
+		char *b = unbracket(o->sender);
+		sender = sm_addr_qualify_one(b, domain);
+		free(b);
+	} else {
 		sender = xmalloc(strlen(user) + strlen(domain) + 2);
 		sprintf(sender, "%s@%s", user, domain);
 	}
@@ -593,16 +589,16 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 		return SM_EX_DATAERR;
 	}
 
-	/* recipients: the arguments, plus To/Cc/Bcc with -t */
-	const char **rcpts = NULL;
+	/* recipients: the arguments, plus To/Cc/Bcc with -t; a bare local
+	 * part (cron's "root") gets @hostname */
+	char **rcpts = NULL;
 	size_t nrcpts = 0;
-	for (size_t i = 0; i < o->nrcpts; i++) {
+	for (size_t i = 0; i < o->nrcpts + (o->extract ? h.nrcpts : 0); i++) {
+		char *b = unbracket(i < o->nrcpts ? o->rcpts[i] :
+		    h.rcpts[i - o->nrcpts]);
 		rcpts = xreallocarray(rcpts, nrcpts + 1, sizeof(*rcpts));
-		rcpts[nrcpts++] = o->rcpts[i];
-	}
-	for (size_t i = 0; o->extract && i < h.nrcpts; i++) {
-		rcpts = xreallocarray(rcpts, nrcpts + 1, sizeof(*rcpts));
-		rcpts[nrcpts++] = h.rcpts[i];
+		rcpts[nrcpts++] = sm_addr_qualify_one(b, domain);
+		free(b);
 	}
 	int ex = SM_EX_OK;
 	struct conn c = { .fd = -1, .timeout_ms = (int)timeout * 1000 };
@@ -630,7 +626,8 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 	if (conn_open(&c, cfg) != 0) {
 		if (drop_wanted(cfg))
 			ex = drop_message(o, cfg, &h, buf, len, consumed, eof,
-			    sender, rcpts, nrcpts, fullname, domain, timeout);
+			    sender, (const char *const *)rcpts, nrcpts,
+			    fullname, domain, timeout);
 		else {
 			warnx_("message not sent");
 			ex = SM_EX_TEMPFAIL;
@@ -724,6 +721,8 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 out:
 	if (c.fd >= 0)
 		close(c.fd);
+	for (size_t i = 0; i < nrcpts; i++)
+		free(rcpts[i]);
 	free(rcpts);
 	sm_headers_free(&h);
 	free(buf);

@@ -229,6 +229,131 @@ sm_addr_list(const char *v, char ***list, size_t *n)
 	return added;
 }
 
+char *
+sm_addr_qualify_one(const char *a, const char *domain)
+{
+	if (a[0] == '\0' || strchr(a, '@') != NULL)
+		return xstrdup(a);
+	char *q = xmalloc(strlen(a) + 1 + strlen(domain) + 1);
+	sprintf(q, "%s@%s", a, domain);
+	return q;
+}
+
+/* a mailbox in sm_addr_qualify: where "@domain" would go, if it needs one */
+struct mailbox {
+	int plain;		/* text outside comments and <> was seen */
+	int plain_at;		/* ... with an '@' outside quotes */
+	size_t plain_end;	/* output offset after its last octet */
+	int angle_open;		/* a '<' was seen */
+	int angle;		/* ... and its '>' */
+	int angle_at, angle_empty;
+	size_t angle_close;	/* output offset of the '>' */
+};
+
+static void
+mailbox_finish(struct mailbox *m, char *out, size_t *len, const char *domain)
+{
+	size_t at = 0;
+	int need = 0;
+	if (m->angle_open) {
+		need = m->angle && !m->angle_at && !m->angle_empty;
+		at = m->angle_close;
+	} else if (m->plain) {
+		need = !m->plain_at;
+		at = m->plain_end;
+	}
+	if (need) {
+		size_t dl = strlen(domain);
+		memmove(out + at + 1 + dl, out + at, *len - at);
+		out[at] = '@';
+		memcpy(out + at + 1, domain, dl);
+		*len += 1 + dl;
+	}
+	memset(m, 0, sizeof(*m));
+}
+
+char *
+sm_addr_qualify(const char *v, const char *domain)
+{
+	size_t n = strlen(v), seps = 1;
+	for (size_t i = 0; i < n; i++)
+		seps += v[i] == ',' || v[i] == ';';
+	char *out = xmalloc(n + seps * (strlen(domain) + 1) + 1);
+	size_t len = 0;
+	struct mailbox m = { 0 };
+	int depth = 0, quoted = 0, inangle = 0;
+	for (const char *p = v;; p++) {
+		char c = *p;
+		if (c == '\0' || (!quoted && depth == 0 && !inangle &&
+		    (c == ',' || c == ';' || c == ':'))) {
+			if (c == ':')
+				memset(&m, 0, sizeof(m));  /* a group's name */
+			else
+				mailbox_finish(&m, out, &len, domain);
+			if (c == '\0')
+				break;
+			out[len++] = c;
+			continue;
+		}
+		out[len++] = c;
+		if (quoted) {
+			if (c == '\\' && p[1] != '\0')
+				out[len++] = *++p;
+			else if (c == '"') {
+				quoted = 0;
+				if (!inangle)
+					m.plain_end = len;
+			}
+			continue;
+		}
+		if (depth > 0) {
+			if (c == '\\' && p[1] != '\0')
+				out[len++] = *++p;
+			else if (c == '(')
+				depth++;
+			else if (c == ')')
+				depth--;
+			continue;
+		}
+		if (inangle) {
+			if (c == '>') {
+				inangle = 0;
+				m.angle = 1;
+				m.angle_close = len - 1;
+			} else if (c == '@')
+				m.angle_at = 1;
+			else if (c == '"')
+				quoted = 1;
+			if (c != '>' && c != ' ' && c != '\t')
+				m.angle_empty = 0;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			quoted = 1;
+			m.plain = 1;
+			break;
+		case '(':
+			depth = 1;
+			break;
+		case '<':
+			inangle = 1;
+			m.angle_open = 1;
+			m.angle_empty = 1;
+			m.angle_at = 0;
+			break;
+		case ' ': case '\t': case '\r': case '\n':
+			break;
+		default:
+			m.plain = 1;
+			m.plain_at |= c == '@';
+			m.plain_end = len;
+		}
+	}
+	out[len] = '\0';
+	return out;
+}
+
 /* ---- headers ---- */
 
 int
@@ -414,6 +539,19 @@ out_display_name(struct out *o, const char *name)
 	out_str(o, "?=");
 }
 
+/* the fields whose addresses Postfix's cleanup qualifies */
+static int
+address_field(const char *line)
+{
+	static const char *const names[] = { "From", "Sender", "Reply-To",
+	    "To", "Cc", "Bcc", "Resent-From", "Resent-Sender", "Resent-To",
+	    "Resent-Cc", "Resent-Bcc" };
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+		if (sm_header_is(line, names[k]))
+			return 1;
+	return 0;
+}
+
 char *
 sm_headers_render(const struct sm_headers *h, int drop_bcc, const char *from,
     const char *fullname, const char *domain, time_t now,
@@ -427,7 +565,14 @@ sm_headers_render(const struct sm_headers *h, int drop_bcc, const char *from,
 			continue;
 		if (l[0] == '.')
 			out_str(&o, ".");
-		out_str(&o, l);
+		if (address_field(l)) {
+			size_t name = (size_t)(strchr(l, ':') + 1 - l);
+			char *q = sm_addr_qualify(l + name, domain);
+			out_add(&o, l, name);
+			out_str(&o, q);
+			free(q);
+		} else
+			out_str(&o, l);
 		out_str(&o, "\r\n");
 	}
 	struct tm tm;

@@ -72,6 +72,19 @@ void sm_opts_free(struct sm_opts *o);
 size_t sm_addr_list(const char *value, char ***list, size_t *n);
 
 /*
+ * Unqualified addresses made whole, as Postfix's append_at_myorigin does
+ * for local submissions: "root (Cron Daemon), Ops <ops>, a@x" ->
+ * "root@domain (Cron Daemon), Ops <ops@domain>, a@x".  Group names,
+ * comments, quoted display names and "<>" are left alone.  Returns an
+ * xmalloc'd copy of value, changed or not.
+ */
+char *sm_addr_qualify(const char *value, const char *domain);
+
+/* One envelope address: "root" -> "root@domain"; "" and "a@x" unchanged.
+ * xmalloc'd. */
+char *sm_addr_qualify_one(const char *addr, const char *domain);
+
+/*
  * The header block of a message: the lines up to (not including) the
  * first line that is not a header field or a continuation.  Lines are
  * kept without their line end.
@@ -102,7 +115,9 @@ int sm_header_is(const char *line, const char *name);
 
 /*
  * The header block to send, CRLF-terminated, dot-stuffed, xmalloc'd:
- * the fields of h (Bcc removed when drop_bcc) plus the missing ones, the
+ * the fields of h (Bcc removed when drop_bcc; the addresses of From,
+ * Sender, Reply-To, To, Cc, Bcc and Resent-* qualified with @domain by
+ * sm_addr_qualify) plus the missing ones, the
  * way Postfix's cleanup adds them: From: "fullname" <from>, Date: (now),
  * Message-ID: <stamp.rand@domain>.  Does not add the empty line.
  */

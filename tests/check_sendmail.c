@@ -99,6 +99,59 @@ START_TEST(test_addr_list)
 }
 END_TEST
 
+/* each case: value in, value out with "@h.example" added where Postfix's
+ * cleanup adds @myorigin */
+START_TEST(test_addr_qualify)
+{
+	static const char *const cases[][2] = {
+		{ " root", " root@h.example" },
+		{ " root (Cron Daemon)", " root@h.example (Cron Daemon)" },
+		{ " Ops <ops>, a@x", " Ops <ops@h.example>, a@x" },
+		{ " \"Doe, J\" <jd>", " \"Doe, J\" <jd@h.example>" },
+		{ " \"a b\"", " \"a b\"@h.example" },
+		{ " \"a@b\"", " \"a@b\"@h.example" },
+		{ " <>", " <>" },
+		{ " undisclosed-recipients:;", " undisclosed-recipients:;" },
+		{ " grp: a, b@y, c;, d", " grp: a@h.example, b@y, c@h.example;"
+		    ", d@h.example" },
+		{ " a,\r\n  b", " a@h.example,\r\n  b@h.example" },
+		{ " (only a comment)", " (only a comment)" },
+		{ " Broken <x", " Broken <x" },
+		{ "", "" },
+		{ " x@y (c, d), e", " x@y (c, d), e@h.example" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *q = sm_addr_qualify(cases[i][0], "h.example");
+		ck_assert_msg(strcmp(q, cases[i][1]) == 0, "[%s] -> [%s]",
+		    cases[i][0], q);
+		free(q);
+	}
+	char *a = sm_addr_qualify_one("root", "h.example");
+	ck_assert_str_eq(a, "root@h.example");
+	free(a);
+	a = sm_addr_qualify_one("", "h.example");
+	ck_assert_str_eq(a, "");
+	free(a);
+	a = sm_addr_qualify_one("a@x", "h.example");
+	ck_assert_str_eq(a, "a@x");
+	free(a);
+
+	/* cron's header block: From, To qualified; Subject untouched */
+	const char *in = "From: root (Cron Daemon)\nTo: root\n"
+	    "Subject: Cron <root@h> ls\nReply-To: ops\n\nbody\n";
+	struct sm_headers h;
+	size_t used, len;
+	sm_headers_parse(&h, in, strlen(in), 1, &used);
+	char *r = sm_headers_render(&h, 1, "root@h.example", NULL,
+	    "h.example", 0, 1, &len);
+	ck_assert(strstr(r, "From: root@h.example (Cron Daemon)\r\n"
+	    "To: root@h.example\r\nSubject: Cron <root@h> ls\r\n"
+	    "Reply-To: ops@h.example\r\n") == r);
+	free(r);
+	sm_headers_free(&h);
+}
+END_TEST
+
 START_TEST(test_headers)
 {
 	const char msg[] = "From mbox line\nTo: a@x,\n  b@y\nBcc: s@z\n"
@@ -301,6 +354,7 @@ main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_opts);
 	tcase_add_test(tc, test_addr_list);
+	tcase_add_test(tc, test_addr_qualify);
 	tcase_add_test(tc, test_headers);
 	tcase_add_test(tc, test_maildrop_envelope);
 	tcase_add_test(tc, test_maildrop_data);

@@ -44,6 +44,27 @@ grep -q $'^Message-ID: <[0-9]\{14\}\.[0-9A-F]\{16\}@relay.test>\r$' "$eml" || t_
 grep -q $'^output line\r$' "$eml" || t_fail "LF not turned into CRLF: $(od -c "$eml" | tail -3)"
 t_ok "echo | sendmail -t: sent over the unix socket, From/Date/Message-ID added, CRLF"
 
+# --- what Debian's cron writes for MAILTO=root (cron 3.0pl1: the
+# arguments and header block of its do_command.c): bare local names get
+# @hostname in the envelope and in From/To, as Postfix's myorigin does
+n=$(count)
+printf 'From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@box> run-parts\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\nX-Cron-Env: <SHELL=/bin/sh>\n\njob output\n' |
+	"$SEND" -FCronDaemon -i -B8BITMIME -oem root
+expect_new "$n" "cron's MAILTO=root"
+grep -qx "rcpt=root@relay.test" "$(last env)" || t_fail "bare recipient not qualified: $(cat "$(last env)")"
+eml=$(last eml)
+grep -q $'^From: root@relay.test (Cron Daemon)\r$' "$eml" || t_fail "From: not qualified: $(grep -i ^from: "$eml")"
+grep -q $'^To: root@relay.test\r$' "$eml" || t_fail "To: not qualified: $(grep -i ^to: "$eml")"
+grep -q $'^Subject: Cron <root@box> run-parts\r$' "$eml" || t_fail "Subject changed: $(grep -i ^subject: "$eml")"
+n=$(count)
+printf 'To: ops, Ops Team <team>\nSubject: t\n\nx\n' | "$SEND" -t -f cronuser
+expect_new "$n" "sendmail -t -f with bare names"
+got=$(sed -n 's/^rcpt=//p' "$(last env)" | sort | tr '\n' ' ')
+[ "$got" = "ops@relay.test team@relay.test " ] || t_fail "-t bare recipients: $got"
+grep -qx "mail_from=cronuser@relay.test" "$(last env)" || t_fail "-f cronuser not qualified: $(cat "$(last env)")"
+grep -q $'^To: ops@relay.test, Ops Team <team@relay.test>\r$' "$(last eml)" || t_fail "To: list not qualified: $(grep -i ^to: "$(last eml)")"
+t_ok "cron's MAILTO=root and bare -t/-f names: qualified with @hostname in envelope and header"
+
 # --- a header line split across writes stays a header (PHP writes in pieces)
 n=$(count)
 { printf 'To: split@example.net\nSubj'; sleep 0.3; printf 'ect: split\n\nbody\n'; } | "$SEND" -t
