@@ -142,11 +142,14 @@ send one@example.net
 grep -q '^rcpt=one@example.net' "$MAILDIR"/*.env || t_fail "wrong recipient at the fake"
 pod healthcheck run "$NAME" >"$T_DIR/health.out" 2>&1 ||
 	t_fail "the image's HEALTHCHECK fails: $(cat "$T_DIR/health.out")"
-podman logs "$NAME" 2>&1 | grep -q '^{.*"msg":"sesrelayd [^ ]* ready: mode passthrough' ||
-	t_fail "no JSON 'ready' line in the container's log: $(podman logs "$NAME" 2>&1 | tail -3)"
-podman logs "$NAME" 2>&1 | grep -q 'credentials: secret_access_key_file /run/secrets/ses' ||
+# logs go to a file first: `podman logs | grep -q` under pipefail fails
+# when grep exits early and podman gets SIGPIPE
+podman logs "$NAME" >"$T_DIR/ctr.log" 2>&1
+grep -q '^{.*"msg":"sesrelayd [^ ]* ready: mode passthrough' "$T_DIR/ctr.log" ||
+	t_fail "no JSON 'ready' line in the container's log: $(tail -3 "$T_DIR/ctr.log")"
+grep -q 'credentials: secret_access_key_file /run/secrets/ses' "$T_DIR/ctr.log" ||
 	t_fail "the mounted secret file was not used"
-! podman logs "$NAME" 2>&1 | grep -qF "$EXAMPLE_SECRET" || t_fail "the secret is in the log"
+! grep -qF "$EXAMPLE_SECRET" "$T_DIR/ctr.log" || t_fail "the secret is in the log"
 exited_ok
 pod rm -v "$NAME" >/dev/null 2>&1
 t_ok "passthrough sidecar: swaks -> container -> fake SES; HEALTHCHECK passes; JSON logs; SIGTERM exits 0"
@@ -195,11 +198,12 @@ podman volume create "$KUBEVOL" >/dev/null
 podman kube play "$KUBE" >"$T_DIR/kube.out" 2>&1 || t_fail "podman kube play examples/podman-pod.yaml: $(tail -3 "$T_DIR/kube.out")"
 ctr=app-with-sesrelay-sesrelay
 for _ in $(seq 100); do
-	podman logs "$ctr" 2>&1 | grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' && break
+	podman logs "$ctr" >"$T_DIR/pod.log" 2>&1
+	grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' "$T_DIR/pod.log" && break
 	sleep 0.1
 done
-podman logs "$ctr" 2>&1 | grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' ||
-	t_fail "the pod's relay is not ready: $(podman logs "$ctr" 2>&1 | tail -3)"
+grep -q '"msg":"sesrelayd [^ ]* ready: mode spool' "$T_DIR/pod.log" ||
+	t_fail "the pod's relay is not ready: $(tail -3 "$T_DIR/pod.log")"
 out=$(podman exec "$ctr" /usr/bin/sesrelay health 2>&1) || t_fail "sesrelay health in the pod: $out"
 grep -q '^smtp 127.0.0.1:2525: 220 ' <<<"$out" && grep -q '^http 127.0.0.1:9925/healthz: 200 ok' <<<"$out" ||
 	t_fail "sesrelay health in the pod: $out"
