@@ -300,9 +300,11 @@ sm_addr_qualify(const char *v, const char *domain)
 			if (c == '\\' && p[1] != '\0')
 				out[len++] = *++p;
 			else if (c == '"') {
-				quoted = 0;
-				if (!inangle)
+				quoted = 0;	/* a whole "local part" */
+				if (!inangle) {
+					m.plain = 1;
 					m.plain_end = len;
+				}
 			}
 			continue;
 		}
@@ -331,14 +333,14 @@ sm_addr_qualify(const char *v, const char *domain)
 		switch (c) {
 		case '"':
 			quoted = 1;
-			m.plain = 1;
 			break;
 		case '(':
 			depth = 1;
 			break;
 		case '<':
-			inangle = 1;
+			inangle = 1;	/* the last <...> is the address */
 			m.angle_open = 1;
+			m.angle = 0;
 			m.angle_empty = 1;
 			m.angle_at = 0;
 			break;

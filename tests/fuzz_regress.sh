@@ -8,7 +8,7 @@ set -euo pipefail
 fuzz=$TESTS_DIR/fuzz
 bin=${FAKE_SES%/fake_ses}/fuzz
 fail=0
-for t in smtp_command smtp_reply ses_headers smtp_data config; do
+for t in smtp_command smtp_reply ses_headers smtp_data config sendmail_headers; do
 	[ -x "$bin/replay_$t" ] || { echo "FAIL: $bin/replay_$t not built"; exit 1; }
 	args=()
 	for d in "$fuzz/regress/$t" "$fuzz/corpus/$t"; do
