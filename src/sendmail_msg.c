@@ -184,9 +184,11 @@ sm_addr_list(const char *v, char ***list, size_t *n)
 			continue;
 		}
 		if (quoted) {
-			if (c == '\\' && p[1] != '\0')
+			anglelen += inangle;	/* "local part" inside <> */
+			if (c == '\\' && p[1] != '\0') {
 				p++;
-			else if (c == '"')
+				anglelen += inangle;
+			} else if (c == '"')
 				quoted = 0;
 			continue;
 		}
@@ -202,8 +204,10 @@ sm_addr_list(const char *v, char ***list, size_t *n)
 		if (inangle) {
 			if (c == '>')
 				inangle = 0;
-			else
+			else {
 				anglelen++;
+				quoted = c == '"';
+			}
 			continue;
 		}
 		switch (c) {

@@ -93,6 +93,11 @@ START_TEST(test_addr_list)
 	ck_assert_str_eq(l[1], "b@y");
 	ck_assert_str_eq(l[2], "c@z");
 	ck_assert_str_eq(l[3], "d@z");
+	/* a quoted local part inside <> may hold '>' and ',' */
+	ck_assert_uint_eq(sm_addr_list(" <\"a>b\"@x>, J <\"c,\\\"d\"@y>", &l, &n),
+	    2);
+	ck_assert_str_eq(l[4], "\"a>b\"@x");
+	ck_assert_str_eq(l[5], "\"c,\\\"d\"@y");
 	for (size_t i = 0; i < n; i++)
 		free(l[i]);
 	free(l);
