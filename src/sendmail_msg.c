@@ -158,76 +158,127 @@ add_addr(const char *s, size_t len, char ***list, size_t *n, size_t *added)
 	(*added)++;
 }
 
+/*
+ * The lexing sm_addr_list and sm_addr_qualify share: an address-list
+ * value one step at a time, each step an octet (or a backslash pair in a
+ * quoted string or a comment) and what it is.  Inside <> only quotes are
+ * tracked: a quoted local part may hold '>', ',' or '@'.
+ */
+enum addr_octet {
+	AO_TEXT,	/* outside quotes, comments and <> */
+	AO_QUOTED,	/* in "...": the opening quote and what follows */
+	AO_QUOTE_END,	/* the '"' that closes it */
+	AO_COMMENT,	/* in (...), the parentheses included */
+	AO_ANGLE_OPEN,	/* '<' */
+	AO_ANGLE,	/* inside <>, outside quotes */
+	AO_ANGLE_CLOSE,	/* '>' */
+	AO_GROUP,	/* ':' after a group's display name */
+	AO_SEP,		/* ',' or ';' between mailboxes */
+	AO_END		/* the end of the value (len 0) */
+};
+
+struct addr_lex {
+	const char *p;		/* the next octet */
+	const char *s;		/* the last step's octets */
+	size_t len;
+	int depth, quoted, inangle;
+};
+
+static enum addr_octet
+addr_lex_next(struct addr_lex *x)
+{
+	char c = *x->p;
+	x->s = x->p;
+	x->len = c != '\0';
+	if (c == '\0')
+		return AO_END;
+	x->p++;
+	if ((x->quoted || x->depth > 0) && c == '\\' && *x->p != '\0') {
+		x->p++;
+		x->len = 2;
+		return x->quoted ? AO_QUOTED : AO_COMMENT;
+	}
+	if (x->quoted) {
+		if (c != '"')
+			return AO_QUOTED;
+		x->quoted = 0;
+		return AO_QUOTE_END;
+	}
+	if (x->depth > 0) {
+		x->depth += (c == '(') - (c == ')');
+		return AO_COMMENT;
+	}
+	if (c == '"') {
+		x->quoted = 1;
+		return AO_QUOTED;
+	}
+	if (x->inangle) {
+		if (c != '>')
+			return AO_ANGLE;
+		x->inangle = 0;
+		return AO_ANGLE_CLOSE;
+	}
+	switch (c) {
+	case '(':
+		x->depth = 1;
+		return AO_COMMENT;
+	case '<':
+		x->inangle = 1;
+		return AO_ANGLE_OPEN;
+	case ':':
+		return AO_GROUP;
+	case ',': case ';':
+		return AO_SEP;
+	default:
+		return AO_TEXT;
+	}
+}
+
 size_t
 sm_addr_list(const char *v, char ***list, size_t *n)
 {
 	size_t added = 0;
-	/* one mailbox at a time: text outside comments and quotes, or what
-	 * is inside <>, which wins */
+	/* one mailbox at a time: its text outside comments and quotes, or
+	 * what is inside its last <>, which wins */
 	char *plain = xmalloc(strlen(v) + 1);
 	size_t pl = 0;
 	const char *angle = NULL;
 	size_t anglelen = 0;
-	int depth = 0, quoted = 0, inangle = 0;
-	for (const char *p = v;; p++) {
-		char c = *p;
-		if (c == '\0' || (!quoted && depth == 0 && !inangle &&
-		    (c == ',' || c == ';'))) {
+	struct addr_lex x = { .p = v };
+	for (;;) {
+		enum addr_octet t = addr_lex_next(&x);
+		switch (t) {
+		case AO_SEP:
+		case AO_END:
 			if (angle != NULL)
 				add_addr(angle, anglelen, list, n, &added);
 			else
 				add_addr(plain, pl, list, n, &added);
 			pl = 0;
 			angle = NULL;
-			if (c == '\0')
-				break;
-			continue;
-		}
-		if (quoted) {
-			anglelen += inangle;	/* "local part" inside <> */
-			if (c == '\\' && p[1] != '\0') {
-				p++;
-				anglelen += inangle;
-			} else if (c == '"')
-				quoted = 0;
-			continue;
-		}
-		if (depth > 0) {
-			if (c == '\\' && p[1] != '\0')
-				p++;
-			else if (c == '(')
-				depth++;
-			else if (c == ')')
-				depth--;
-			continue;
-		}
-		if (inangle) {
-			if (c == '>')
-				inangle = 0;
-			else {
-				anglelen++;
-				quoted = c == '"';
-			}
-			continue;
-		}
-		switch (c) {
-		case '"':
-			quoted = 1;
 			break;
-		case '(':
-			depth = 1;
-			break;
-		case '<':
-			inangle = 1;
-			angle = p + 1;
+		case AO_ANGLE_OPEN:
+			angle = x.p;
 			anglelen = 0;
 			break;
-		case ':':
+		case AO_GROUP:
 			pl = 0;		/* "group:" starts the list */
 			break;
-		default:
-			plain[pl++] = c;
+		case AO_TEXT:
+			plain[pl++] = *x.s;
+			break;
+		case AO_ANGLE:
+		case AO_QUOTED:
+		case AO_QUOTE_END:
+			if (x.inangle || t == AO_ANGLE)
+				anglelen += x.len;
+			break;
+		case AO_COMMENT:
+		case AO_ANGLE_CLOSE:
+			break;
 		}
+		if (t == AO_END)
+			break;
 	}
 	free(plain);
 	return added;
@@ -285,75 +336,56 @@ sm_addr_qualify(const char *v, const char *domain)
 	char *out = xmalloc(n + seps * (strlen(domain) + 1) + 1);
 	size_t len = 0;
 	struct mailbox m = { 0 };
-	int depth = 0, quoted = 0, inangle = 0;
-	for (const char *p = v;; p++) {
-		char c = *p;
-		if (c == '\0' || (!quoted && depth == 0 && !inangle &&
-		    (c == ',' || c == ';' || c == ':'))) {
-			if (c == ':')
-				memset(&m, 0, sizeof(m));  /* a group's name */
-			else
-				mailbox_finish(&m, out, &len, domain);
-			if (c == '\0')
-				break;
-			out[len++] = c;
-			continue;
-		}
-		out[len++] = c;
-		if (quoted) {
-			if (c == '\\' && p[1] != '\0')
-				out[len++] = *++p;
-			else if (c == '"') {
-				quoted = 0;	/* a whole "local part" */
-				if (!inangle) {
-					m.plain = 1;
-					m.plain_end = len;
-				}
-			}
-			continue;
-		}
-		if (depth > 0) {
-			if (c == '\\' && p[1] != '\0')
-				out[len++] = *++p;
-			else if (c == '(')
-				depth++;
-			else if (c == ')')
-				depth--;
-			continue;
-		}
-		if (inangle) {
-			if (c == '>') {
-				inangle = 0;
-				m.angle = 1;
-				m.angle_close = len - 1;
-			} else if (c == '@')
-				m.angle_at = 1;
-			else if (c == '"')
-				quoted = 1;
-			if (c != '>' && c != ' ' && c != '\t')
+	struct addr_lex x = { .p = v };
+	for (;;) {
+		enum addr_octet t = addr_lex_next(&x);
+		/* a mailbox ends before its separator is copied */
+		if (t == AO_GROUP)
+			memset(&m, 0, sizeof(m));  /* a group's name */
+		else if (t == AO_SEP || t == AO_END)
+			mailbox_finish(&m, out, &len, domain);
+		if (t == AO_END)
+			break;
+		memcpy(out + len, x.s, x.len);
+		len += x.len;
+		switch (t) {
+		case AO_QUOTED:
+			if (x.inangle)
 				m.angle_empty = 0;
-			continue;
-		}
-		switch (c) {
-		case '"':
-			quoted = 1;
 			break;
-		case '(':
-			depth = 1;
+		case AO_QUOTE_END:
+			if (!x.inangle) {	/* a whole "local part" */
+				m.plain = 1;
+				m.plain_end = len;
+			}
 			break;
-		case '<':
-			inangle = 1;	/* the last <...> is the address */
+		case AO_ANGLE_OPEN:	/* the last <...> is the address */
 			m.angle_open = 1;
 			m.angle = 0;
 			m.angle_empty = 1;
 			m.angle_at = 0;
 			break;
-		case ' ': case '\t': case '\r': case '\n':
+		case AO_ANGLE:
+			m.angle_at |= *x.s == '@';
+			if (*x.s != ' ' && *x.s != '\t')
+				m.angle_empty = 0;
 			break;
-		default:
+		case AO_ANGLE_CLOSE:
+			m.angle = 1;
+			m.angle_close = len - 1;
+			break;
+		case AO_TEXT:
+			if (strchr(" \t\r\n", *x.s) != NULL)
+				break;
 			m.plain = 1;
-			m.plain_at |= c == '@';
+			m.plain_at |= *x.s == '@';
 			m.plain_end = len;
+			break;
+		case AO_COMMENT:
+		case AO_GROUP:
+		case AO_SEP:
+		case AO_END:
+			break;
 		}
 	}
 	out[len] = '\0';
