@@ -536,16 +536,11 @@ deliver(const struct sm_opts *o, const struct config *cfg, const char *domain,
 	char user[256];
 	snprintf(user, sizeof(user), "%s", pw != NULL ? pw->pw_name :
 	    "nobody");
-	char *sender;
-	if (o->sender != NULL) {
-		/* "-f root" is root@hostname, as Postfix's myorigin */
-		char *b = unbracket(o->sender);
-		sender = sm_addr_qualify_one(b, domain);
-		free(b);
-	} else {
-		sender = xmalloc(strlen(user) + strlen(domain) + 2);
-		sprintf(sender, "%s@%s", user, domain);
-	}
+	/* "-f root" is root@hostname, as Postfix's myorigin; no -f is the
+	 * invoking user@hostname */
+	char *given = o->sender != NULL ? unbracket(o->sender) : xstrdup(user);
+	char *sender = sm_addr_qualify_one(given, domain);
+	free(given);
 	char gecos[256] = "";
 	const char *fullname = o->fullname;
 	if (fullname == NULL && (fullname = getenv("NAME")) == NULL &&
