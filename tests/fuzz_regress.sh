@@ -8,7 +8,11 @@ set -euo pipefail
 fuzz=$TESTS_DIR/fuzz
 bin=${FAKE_SES%/fake_ses}/fuzz
 fail=0
-for t in smtp_command smtp_reply ses_headers smtp_data config sendmail_headers; do
+targets=0
+for src in "$fuzz"/fuzz_*.c; do	# the list is the sources: none is missed
+	t=${src##*/fuzz_}
+	t=${t%.c}
+	targets=$((targets + 1))
 	[ -x "$bin/replay_$t" ] || { echo "FAIL: $bin/replay_$t not built"; exit 1; }
 	args=()
 	for d in "$fuzz/regress/$t" "$fuzz/corpus/$t"; do
@@ -22,4 +26,5 @@ for t in smtp_command smtp_reply ses_headers smtp_data config sendmail_headers; 
 		fail=1
 	fi
 done
+[ "$targets" -gt 0 ] || { echo "FAIL: no tests/fuzz/fuzz_*.c in $fuzz"; exit 1; }
 exit $fail
