@@ -41,6 +41,12 @@
 /* Replies queued but not yet read by a pipelining client: stop reading
  * commands past this, so a client cannot make us buffer without limit. */
 #define OUTPUT_HIGH	(64 * 1024)
+/* Replies the kernel may hold unsent for a client (TCP_NOTSENT_LOWAT).
+ * Without it, a client that pipelines and never reads lets the send
+ * buffer autotune to tcp_wmem's maximum (4 MB): that much kernel memory
+ * per connection, on top of OUTPUT_HIGH.  Replies are small, so this
+ * costs no throughput. */
+#define KERNEL_UNSENT_MAX	(16 * 1024)
 /* Raw input held at most (a command line or a DATA chunk). */
 #define INPUT_HIGH	(64 * 1024)
 /* Errors (unknown commands, bad syntax, refused senders and recipients)
@@ -2004,7 +2010,10 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	}
 	if (sa->sa_family != AF_UNIX) {
 		int one = 1;
+		int unsent = KERNEL_UNSENT_MAX;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent,
+		    sizeof(unsent));
 	}
 
 	struct session *s = xcalloc(1, sizeof(*s));

@@ -6,12 +6,16 @@
 # not lost — SES's 250 for the message, the 535 for the AUTH — for a client
 # that reads at last.
 #
-# How: a socket with a 4 KB receive buffer, ~6,000 EHLOs with 250-byte
-# names (a 360-byte reply each), then the command that starts the wait.
-# sesrelayd stops reading commands while 64 KB of replies are unwritten; the
-# number of EHLOs for which the last command is still read while replies
-# are stuck depends on the kernel's socket buffers, so it is measured first
-# (the largest count that still reaches DATA, from the debug log).
+# How: a socket with a 4 KB receive buffer, a few hundred EHLOs with
+# 250-byte names (a 360-byte reply each), then the command that starts the
+# wait.  sesrelayd stops reading commands while 64 KB of replies are
+# unwritten (OUTPUT_HIGH), and lets the kernel hold at most 16 KB of them
+# unsent (TCP_NOTSENT_LOWAT), so a client that reads nothing makes it hold
+# about 90 KB in all.  That bound is checked first (without the kernel
+# bound, the send buffer autotunes to 4 MB and holds about 2 MB); it is
+# measured as the number of EHLOs read before sesrelayd stops reading, and
+# each state is then reached with half of OUTPUT_HIGH's worth fewer EHLOs:
+# the last command is read, and 32 KB of replies are still unwritten.
 set -euo pipefail
 . "$TESTS_DIR/lib.sh"
 [ -x /usr/bin/python3 ] || { echo "SKIP: /usr/bin/python3 not installed"; exit 77; }
@@ -93,20 +97,14 @@ def unread(m, tail, src="127.0.0.1"):
     s.settimeout(1.5)
     try:
         s.sendall(EHLO * m + tail)
-    except socket.timeout:      # the daemon stopped reading: fine
-        pass
+    except (socket.timeout, BrokenPipeError, ConnectionResetError):
+        pass                    # the daemon stopped reading, or hung up
     settle()
     return s, sid
 
 def reset(s):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
-
-def reaches_data(m):
-    s, sid = unread(m, TXN)
-    ok = ("session %s state rcpt -> data" % sid) in logtext()
-    reset(s)
-    return ok
 
 def read_all(s, seconds):
     s.settimeout(0.5)
@@ -123,21 +121,40 @@ def read_all(s, seconds):
         buf += d
     return buf
 
+OUTPUT_HIGH = 64 * 1024        # smtp_server.c: replies queued at most
+HELD_MAX = 160 * 1024           # OUTPUT_HIGH + 16 KB unsent + the window
+
+def ehlo_reply_len():
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(EHLO + b"QUIT\r\n")
+    buf = b""
+    while not buf.endswith(b"\r\n221 2.0.0 Bye\r\n"):
+        d = c.recv(65536)
+        if not d:
+            break
+        buf += d
+    c.close()
+    m = re.search(rb"\r\n(250-.*?\r\n250 [^\r]*\r\n)", buf, re.S)
+    if m is None:
+        fail("no EHLO reply: %r" % buf[-300:])
+    return len(m.group(1))
+
 def find_count():
-    # how many EHLOs are read before the replies pile up: an upper bound
+    """The number of EHLOs to send before the command that starts the wait:
+    half of OUTPUT_HIGH's worth fewer than sesrelayd reads from a client
+    that reads nothing."""
     s, sid = unread(20000, b"")
     top = len(re.findall(r"session %s state \w+ -> ready" % sid, logtext()))
     reset(s)
-    lo, hi = max(1, top - 400), top
-    if not reaches_data(lo):
-        fail("%d EHLOs: DATA not reached although %d were read" % (lo, top))
-    while hi - lo > 4:
-        mid = (lo + hi) // 2
-        if reaches_data(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    held = top * REPLY_LEN
+    if held > HELD_MAX:
+        fail("a client reading no replies made sesrelayd and its kernel "
+             "hold %d KB of them (%d EHLOs read), over %d KB" %
+             (held // 1024, top, HELD_MAX // 1024))
+    m = top - OUTPUT_HIGH // 2 // REPLY_LEN
+    if m < 1:
+        fail("only %d EHLOs read before sesrelayd stopped reading" % top)
+    return m, held
 
 def relaying(m):
     os.kill(fake_pid, signal.SIGSTOP)
@@ -168,6 +185,7 @@ def relaying(m):
     return True
 
 failures = 0
+REPLY_LEN = ehlo_reply_len()
 
 def paused(m):
     global failures
@@ -232,7 +250,11 @@ for i in range(2):
 for name, scenario in (("relaying", relaying), ("paused", paused),
                        ("closing", closing)):
     for attempt in range(3):
-        m = find_count()
+        m, held = find_count()
+        if attempt == 0 and name == "relaying":
+            print("ok - a client reading no replies: sesrelayd and its "
+                  "kernel hold %d KB of them, at most %d KB" %
+                  (held // 1024, HELD_MAX // 1024))
         if scenario(m):
             break
         print("# %s: %d EHLOs did not leave replies unwritten; again" %
