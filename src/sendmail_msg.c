@@ -270,7 +270,7 @@ sm_addr_list(const char *v, char ***list, size_t *n)
 		case AO_ANGLE:
 		case AO_QUOTED:
 		case AO_QUOTE_END:
-			if (x.inangle || t == AO_ANGLE)
+			if (x.inangle)
 				anglelen += x.len;
 			break;
 		case AO_COMMENT:
